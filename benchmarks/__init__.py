@@ -1,0 +1,1 @@
+"""Benchmarks: side-by-side runs measured as ratios within one run."""

@@ -1,0 +1,101 @@
+"""The reference facial-expression CNN of the study.
+
+`fer_cnn` builds the network that report A of the study explained: three
+blocks of two 3x3 convolutions, max pooling and batch normalisation, then a
+dense head of 256, 128 and 64 units with batch normalisation and dropout.
+Input scaling and data augmentation are Keras layers inside the model, so a
+saved model carries its own preprocessing and is fed raw 0-255 pixels.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+__all__ = ["fer_cnn"]
+
+_BLOCK_FILTERS = (32, 64, 128)
+_DENSE_UNITS = (256, 128, 64)
+
+
+def fer_cnn(num_classes: int = 7, input_shape=(48, 48, 1), width: float = 1.0) -> keras.Model:
+    """Builds the reference CNN for facial-expression recognition.
+
+    The stack of the study (report A), with readable layer names:
+    ``rescale`` (pixels / 255), ``standardize`` (each image to zero mean and
+    unit variance: lighting and contrast carry no expression), the
+    training-only augmentation layers
+    ``augment_flip`` (horizontal), ``augment_rotate`` (+-11 degrees),
+    ``augment_zoom`` (+-10%) and ``augment_shift`` (+-8%), then for
+    ``b = 1, 2, 3`` with ``f = 32, 64, 128`` (times `width`):
+    ``block{b}_conv1`` and ``block{b}_conv2`` (Conv2D(f, 3x3), ReLU),
+    ``block{b}_pool`` (MaxPooling2D(2)), ``block{b}_bn``; then ``dropout``
+    (0.2), ``flatten``, ``dense{i}`` (256, 128, 64 units, ReLU) each followed
+    by ``dense{i}_bn`` and ``dense{i}_dropout`` (0.5), and ``predictions``, a
+    softmax Dense layer.
+
+    Convolutions use "same" padding: the last conv layer keeps a 12x12 map
+    on 48x48 faces (5x5 with "valid"), which is what Grad-CAM and CAM
+    upsample, and features at the border of the face are not cropped away.
+
+    The model is returned uncompiled; `keras_fer_viz.train` compiles it.
+
+    Args:
+        num_classes: number of classes. Defaults to `7`.
+        input_shape: (height, width, channels) of the images, each side >= 8.
+            Defaults to `(48, 48, 1)`.
+        width: multiplier of the number of conv filters (e.g. `0.25` for a
+            small test model). Defaults to `1.0`.
+
+    Returns:
+        A functional `keras.Model` named ``"fer_cnn"`` mapping
+        (N, H, W, C) pixels in [0, 255] to (N, num_classes) probabilities.
+
+    Raises:
+        ValueError: if an argument is out of range.
+
+    Example:
+
+    >>> model = fer_cnn()
+    >>> model.output_shape
+    (None, 7)
+    >>> model.get_layer("block3_conv2").output.shape
+    (None, 12, 12, 128)
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"Expected `num_classes` to be an integer >= 2. Received: {num_classes!r}")
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(not isinstance(d, int) or d < 1 for d in shape) or min(shape[:2]) < 8:
+        raise ValueError(
+            "Expected `input_shape` to be (height, width, channels) with height and width "
+            f">= 8. Received: input_shape={input_shape!r}"
+        )
+    if not width > 0:
+        raise ValueError(f"Expected `width` > 0. Received: width={width!r}")
+
+    inputs = keras.Input(shape, name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    # Per-image standardisation: lighting and contrast vary from face to face
+    # and say nothing about the expression.
+    x = layers.LayerNormalization(
+        axis=(1, 2, 3), center=False, scale=False, epsilon=1e-3, name="standardize"
+    )(x)
+    # Augmentation layers are identities outside training.
+    x = layers.RandomFlip("horizontal", name="augment_flip")(x)
+    x = layers.RandomRotation(0.03, fill_mode="nearest", name="augment_rotate")(x)
+    x = layers.RandomZoom(0.1, fill_mode="nearest", name="augment_zoom")(x)
+    x = layers.RandomTranslation(0.08, 0.08, fill_mode="nearest", name="augment_shift")(x)
+    for b, filters in enumerate(_BLOCK_FILTERS, start=1):
+        f = max(1, round(filters * width))
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"block{b}_conv1")(x)
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"block{b}_conv2")(x)
+        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+        x = layers.BatchNormalization(name=f"block{b}_bn")(x)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(_DENSE_UNITS, start=1):
+        x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
+        x = layers.BatchNormalization(name=f"dense{i}_bn")(x)
+        x = layers.Dropout(0.5, name=f"dense{i}_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="fer_cnn")

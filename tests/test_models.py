@@ -1,0 +1,86 @@
+"""Tests of keras_fer_viz.models.fer_cnn: the exact stack, preprocessing inside."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_fer_viz.models import fer_cnn
+
+EXPECTED = (
+    [
+        "image",
+        "rescale",
+        "standardize",
+        "augment_flip",
+        "augment_rotate",
+        "augment_zoom",
+        "augment_shift",
+    ]
+    + [f"block{b}_{k}" for b in (1, 2, 3) for k in ("conv1", "conv2", "pool", "bn")]
+    + ["dropout", "flatten"]
+    + [f"dense{i}{k}" for i in (1, 2, 3) for k in ("", "_bn", "_dropout")]
+    + ["predictions"]
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return fer_cnn()
+
+
+def test_layer_names_and_order(model):
+    assert [layer.name for layer in model.layers] == EXPECTED
+
+
+def test_the_study_stack(model):
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [32, 32, 64, 64, 128, 128]
+    assert all(c.kernel_size == (3, 3) and c.activation.__name__ == "relu" for c in convs)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [d.units for d in dense] == [256, 128, 64, 7]
+    assert [d.activation.__name__ for d in dense] == ["relu"] * 3 + ["softmax"]
+    drops = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert drops == [0.2, 0.5, 0.5, 0.5]
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    assert [p.pool_size for p in pools] == [(2, 2)] * 3
+    assert model.get_layer("block3_conv2").output.shape == (None, 12, 12, 128)
+    assert model.output_shape == (None, 7)
+
+
+def test_width_and_shapes():
+    small = fer_cnn(num_classes=3, input_shape=(32, 32, 3), width=0.25)
+    convs = [lay.filters for lay in small.layers if isinstance(lay, keras.layers.Conv2D)]
+    assert convs == [8, 8, 16, 16, 32, 32]
+    assert small.input_shape == (None, 32, 32, 3) and small.output_shape == (None, 3)
+
+
+def test_preprocessing_is_inside_and_augmentation_only_in_training(model):
+    x = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 1)).astype(np.uint8)
+    p1 = keras.ops.convert_to_numpy(model(x.astype("float32"), training=False))
+    p2 = keras.ops.convert_to_numpy(model(x.astype("float32"), training=False))
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_allclose(p1.sum(axis=1), 1.0, rtol=1e-5)
+    # The same pixels scaled by a constant give the same prediction: the model
+    # standardises each image itself.
+    brighter = np.clip(x.astype("float32") * 0.5 + 60, 0, 255)
+    p3 = keras.ops.convert_to_numpy(model(brighter, training=False))
+    np.testing.assert_allclose(
+        p3, keras.ops.convert_to_numpy(model(x.astype("float32") * 0.5, training=False)), atol=2e-3
+    )
+    aug = model.get_layer("augment_shift")
+    y = np.arange(48 * 48, dtype="float32").reshape(1, 48, 48, 1)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(aug(y, training=False)), y)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_classes=1), r"num_classes.*>= 2.*Received: 1"),
+        (dict(input_shape=(48, 48)), r"input_shape.*Received: input_shape=\(48, 48\)"),
+        (dict(input_shape=(4, 4, 1)), r"input_shape.*>= 8"),
+        (dict(width=0), r"width.*Received: width=0"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fer_cnn(**kwargs)

@@ -2,15 +2,31 @@
 
 Saliency maps, Grad-CAM, CAM, LIME and filter visualisation for any Keras 3
 image classifier, during training and after, with facial-expression
-recognition on FER2013 as the flagship case. The public API is re-exported
-here explicitly.
+recognition on FER2013 as the flagship case.
+
+The public API is re-exported here, explicitly, and imported on first use:
+``import keras_fer_viz`` and the command line's ``--help`` do not start
+Keras or TensorFlow, and the FER2013 loader works without them.
 """
 
-from keras_fer_viz.data import EMOTIONS, SyntheticFaces, load_fer2013, synthetic_faces
-from keras_fer_viz.models import fer_cnn
-from keras_fer_viz.training import BestModelCheckpoint, per_class_accuracy, train
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "EMOTIONS": "keras_fer_viz.data.fer2013",
+    "load_fer2013": "keras_fer_viz.data.fer2013",
+    "SyntheticFaces": "keras_fer_viz.data.synthetic",
+    "synthetic_faces": "keras_fer_viz.data.synthetic",
+    "fer_cnn": "keras_fer_viz.models",
+    "BestModelCheckpoint": "keras_fer_viz.training",
+    "per_class_accuracy": "keras_fer_viz.training",
+    "train": "keras_fer_viz.training",
+}
 
 __all__ = [
     "EMOTIONS",
@@ -22,3 +38,24 @@ __all__ = [
     "synthetic_faces",
     "train",
 ]
+assert sorted(__all__) == sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_fer_viz' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static tools see the real definitions
+    from keras_fer_viz.data.fer2013 import EMOTIONS, load_fer2013
+    from keras_fer_viz.data.synthetic import SyntheticFaces, synthetic_faces
+    from keras_fer_viz.models import fer_cnn
+    from keras_fer_viz.training import BestModelCheckpoint, per_class_accuracy, train

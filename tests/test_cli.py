@@ -40,7 +40,9 @@ def test_help(command, capsys):
 def test_console_script_help_is_fast_and_works():
     proc = subprocess.run(
         [sys.executable, "-m", "keras_fer_viz.cli", "--help"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0 and "train" in proc.stdout and "demo" in proc.stdout
     # --help must not import Keras or TensorFlow.

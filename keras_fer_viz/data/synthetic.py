@@ -303,5 +303,7 @@ def _render(p: dict, size: int, noise_rng: np.random.Generator):
     image = (img * 255.0 + 0.5).astype(np.uint8)
 
     margin = aa  # a pixel around each feature still belongs to it
-    evidence = (brow_d < margin) | (eye_d - 0.02 < margin) | (wrinkle_zone < 0) | (lips_d < margin)
+    evidence = (
+        (brow_d < margin) | (eye_d - 0.02 < margin) | (wrinkle_zone < margin) | (lips_d < margin)
+    )
     return image, evidence

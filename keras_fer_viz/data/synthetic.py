@@ -109,7 +109,7 @@ def synthetic_faces(
         (n, image_size, image_size).
 
     Raises:
-        ValueError: if `n` or `image_size` is not a positive integer in range.
+        ValueError: if `n`, `seed` or `image_size` is not an integer in range.
 
     Example:
 

@@ -26,15 +26,37 @@ _EXPORTS = {
     "BestModelCheckpoint": "keras_fer_viz.training",
     "per_class_accuracy": "keras_fer_viz.training",
     "train": "keras_fer_viz.training",
+    "all_layers": "keras_fer_viz.layers",
+    "conv_layers": "keras_fer_viz.layers",
+    "last_conv_layer": "keras_fer_viz.layers",
+    "resolve_layer": "keras_fer_viz.layers",
+    "spatial_layers": "keras_fer_viz.layers",
+    "submodel": "keras_fer_viz.layers",
+    "Saliency": "keras_fer_viz.saliency",
+    "SmoothGrad": "keras_fer_viz.saliency",
+    "IntegratedGradients": "keras_fer_viz.saliency",
+    "GradCAM": "keras_fer_viz.grad_cam",
+    "GradCAMPlusPlus": "keras_fer_viz.grad_cam",
 }
 
 __all__ = [
     "EMOTIONS",
     "BestModelCheckpoint",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "IntegratedGradients",
+    "Saliency",
+    "SmoothGrad",
     "SyntheticFaces",
+    "all_layers",
+    "conv_layers",
     "fer_cnn",
+    "last_conv_layer",
     "load_fer2013",
     "per_class_accuracy",
+    "resolve_layer",
+    "spatial_layers",
+    "submodel",
     "synthetic_faces",
     "train",
 ]
@@ -57,5 +79,15 @@ def __dir__():
 if TYPE_CHECKING:  # static tools see the real definitions
     from keras_fer_viz.data.fer2013 import EMOTIONS, load_fer2013
     from keras_fer_viz.data.synthetic import SyntheticFaces, synthetic_faces
+    from keras_fer_viz.grad_cam import GradCAM, GradCAMPlusPlus
+    from keras_fer_viz.layers import (
+        all_layers,
+        conv_layers,
+        last_conv_layer,
+        resolve_layer,
+        spatial_layers,
+        submodel,
+    )
     from keras_fer_viz.models import fer_cnn
+    from keras_fer_viz.saliency import IntegratedGradients, Saliency, SmoothGrad
     from keras_fer_viz.training import BestModelCheckpoint, per_class_accuracy, train

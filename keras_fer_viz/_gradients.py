@@ -1,0 +1,119 @@
+"""Compiled gradients: the only module that knows which backend Keras runs on.
+
+Every explainer writes its computation once, in `keras.ops`, as a function
+of numpy-shaped tensors, and asks this module for two things:
+
+- `value_and_grad(probe)`: a function that runs a probe model (see
+  `keras_fer_viz.layers.build_probe`) in inference mode and returns its
+  outputs, the gradients of the summed target scores with respect to each of
+  its inputs, and the targets (a negative target means the predicted class);
+- `compile(fn, model, specs)`: `fn` compiled once per input signature (a
+  `tf.function` with a batch dimension of None on TensorFlow, so that a new
+  batch size does not trace again), called with numpy arrays and returning
+  numpy arrays.
+
+Gradients are always taken inside a compiled function: eager gradients
+through some real models abort TensorFlow inside oneDNN, compiled ones do
+not, and compiled ones are faster.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = ["backend", "compile", "forward", "value_and_grad", "gather_scores"]
+
+
+def backend() -> str:
+    return keras.backend.backend()
+
+
+def gather_scores(scores, targets):
+    """``scores[i, targets[i]]`` with negative targets replaced by the argmax.
+
+    Returns:
+        ``(selected, targets)``: (N,) scores and the (N,) int32 targets used.
+    """
+    predicted = ops.cast(ops.argmax(scores, axis=-1), "int32")
+    targets = ops.where(targets < 0, predicted, targets)
+    selected = ops.take_along_axis(scores, ops.expand_dims(targets, -1), axis=-1)[:, 0]
+    return selected, targets
+
+
+def forward(probe: keras.Model):
+    """``f(inputs) -> outputs``: the probe in inference mode, outputs as a list."""
+
+    def f(inputs):
+        return _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
+
+    return f
+
+
+def value_and_grad(probe: keras.Model):
+    """Forward and backward pass through a probe model.
+
+    Returns:
+        A function ``vg(inputs, targets) -> (outputs, grads, targets)``:
+        `inputs` is the list of the probe's inputs, `outputs` the list of its
+        outputs (the class scores last), `grads` the gradients of
+        ``sum_i scores[i, targets[i]]`` with respect to each input, and
+        `targets` the targets used. It must run inside `compile`.
+    """
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        def vg(inputs, targets):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                outputs = _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
+                selected, targets = gather_scores(outputs[-1], targets)
+                total = tf.reduce_sum(selected)
+            return outputs, tape.gradient(total, inputs), targets
+
+        return vg
+    raise RuntimeError(_unsupported(name))
+
+
+def compile(fn, model: keras.Model, specs):
+    """Compiles `fn` once per input signature.
+
+    Args:
+        fn: a function of tensors written in `keras.ops` (and `value_and_grad`).
+        model: the model whose variables `fn` reads (their current values are
+            used at every call, so a model being trained is seen as it is).
+        specs: one ``(shape, dtype)`` per argument of `fn`, None for a
+            dimension that may change between calls.
+
+    Returns:
+        A function of numpy arrays returning numpy arrays (a tuple of them if
+        `fn` returns several), with a `trace_count()` method: how many times
+        `fn` was traced.
+    """
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        signature = [tf.TensorSpec(shape, dtype) for shape, dtype in specs]
+        compiled = tf.function(fn, input_signature=signature, reduce_retracing=True)
+
+        def call(*args):
+            out = compiled(*[np.asarray(a) for a in args])
+            return keras.tree.map_structure(lambda t: t.numpy(), out)
+
+        call.trace_count = compiled.experimental_get_tracing_count
+        return call
+    raise RuntimeError(_unsupported(name))
+
+
+def _as_list(outputs):
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _unsupported(name):
+    return (
+        f"keras-fer-viz computes gradients on the TensorFlow backend. Received: "
+        f"KERAS_BACKEND={name!r}. Set KERAS_BACKEND=tensorflow before importing Keras."
+    )

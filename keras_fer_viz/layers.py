@@ -1,0 +1,538 @@
+"""Layer introspection for Sequential, Functional and nested Keras 3 models.
+
+Explaining a model needs the output of an inner layer and the class score
+from one forward pass. Keras 3 makes the obvious route,
+``keras.Model(model.inputs, [layer.output, model.output])``, fail on the
+models people have: a Sequential model has no usable graph of its own, and
+the layers of a nested backbone (a ``keras.applications`` model inside a
+Sequential) belong to the backbone's graph, not to the outer one ("Graph
+disconnected"). This module replays the model's layers on a fresh
+`keras.Input` instead, entering nested Sequential and Functional models as if
+their layers were the outer model's, so one flat graph holds every layer. The
+caller's model and layers are used, never modified: the replayed graph shares
+their weights.
+
+- `resolve_layer` turns a name, a path (``"backbone/Conv_1"``), a `Layer`,
+  an index or None into a layer of the model.
+- `conv_layers`, `last_conv_layer` and `spatial_layers` list the layers that
+  Grad-CAM, CAM, feature maps and filter visualisation can use.
+- `submodel` builds a model that returns chosen layer outputs together with
+  the class score, the pre-softmax logit by default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import keras
+from keras import ops
+
+__all__ = [
+    "LayerInfo",
+    "all_layers",
+    "conv_layers",
+    "last_conv_layer",
+    "resolve_layer",
+    "spatial_layers",
+    "submodel",
+    "score_kind",
+]
+
+# Convolutions proper: the layers whose filters gradient ascent visualises.
+_CONV_TYPES = (
+    keras.layers.Conv2D,
+    keras.layers.SeparableConv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Conv2DTranspose,
+)
+# Shape-preserving layers that commonly follow a convolution (BN, then the
+# activation): Grad-CAM reads the map after them, where the features are.
+_FOLLOWERS = (
+    keras.layers.BatchNormalization,
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.ELU,
+    keras.layers.PReLU,
+)
+_SCORES = ("logit", "probability")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A layer as seen in a model's flattened graph.
+
+    Attributes:
+        layer: the `keras.layers.Layer` object (the caller's own).
+        path: its name, prefixed by the names of the models that contain it
+            (``"backbone/Conv_1"``).
+        output_shape: its symbolic output shape, batch dimension first.
+        input_ids: positions, in the replay's list of calls, of the calls
+            whose outputs it consumes (used to follow a conv into its
+            activation).
+    """
+
+    layer: keras.layers.Layer
+    path: str
+    output_shape: tuple
+    input_ids: tuple = ()
+
+    @property
+    def is_spatial(self) -> bool:
+        """True for an (N, h, w, C) output."""
+        return len(self.output_shape) == 4
+
+    @property
+    def is_conv(self) -> bool:
+        return self.is_spatial and isinstance(self.layer, _CONV_TYPES)
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Expected a `keras.Model`. Received: {type(model).__name__}")
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise ValueError(
+            f"Model {model.name!r} has no defined input: build it first, e.g. start a "
+            "Sequential model with `keras.Input(shape)` or call `model.build((None, H, W, C))`."
+        )
+    if len(inputs) != 1:
+        raise ValueError(
+            f"Expected a model with one image input. Received: model {model.name!r} with "
+            f"{len(inputs)} inputs"
+        )
+
+
+def input_shape(model) -> tuple:
+    """The (H, W, C) input shape of a one-input image model (dims may be None)."""
+    _check_model(model)
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3:
+        raise ValueError(
+            f"Expected a model taking images of shape (N, H, W, C). Received: model "
+            f"{model.name!r} with input shape {tuple(model.inputs[0].shape)}"
+        )
+    return shape
+
+
+class _Replay:
+    """Calls a model's layers on new symbolic inputs, flattening nested models.
+
+    `hooks` maps ``id(layer)`` to ``fn(tensor) -> tensor``, applied to that
+    layer's output (its first call) before the rest of the graph uses it.
+    """
+
+    def __init__(self, hooks=None):
+        self.hooks = hooks or {}
+        self.rows: list[LayerInfo] = []
+        self.outputs: dict[int, object] = {}  # id(layer) -> its (hooked) output
+        self._producer: dict[int, tuple] = {}  # id(tensor) -> (row index, call args, tensor)
+
+    def run(self, model, inputs, prefix=""):
+        if isinstance(model, keras.Sequential):
+            x = inputs
+            for layer in model.layers:
+                x = self._call(layer, prefix, x)
+            return x
+        if _is_functional(model):
+            # Run the model's own graph on `inputs`, one call per node, with
+            # each layer called through `_call`. This is what Functional.call
+            # and clone_model's `call_function` do; calling it directly builds
+            # no intermediate Model, so hooks may add inputs of their own.
+            def wrap(layer):
+                return lambda *a, **k: self._call(layer, prefix, *a, **k)
+
+            out = model._run_through_graph(inputs, operation_fn=wrap)
+            flat = keras.tree.flatten(out)
+            return flat[0] if len(flat) == 1 else flat
+        raise ValueError(
+            f"Cannot look inside model {model.name!r} of type {type(model).__name__}: "
+            "only Sequential and Functional models (nested or not) are supported. Wrap a "
+            "subclassed model's layers in a Functional model."
+        )
+
+    def _call(self, layer, prefix, *args, **kwargs):
+        if isinstance(layer, keras.layers.InputLayer):
+            return args[0]
+        path = f"{prefix}{layer.name}"
+        if isinstance(layer, keras.Model) and (
+            isinstance(layer, keras.Sequential) or _is_functional(layer)
+        ):
+            out = self.run(layer, args[0], prefix=f"{path}/")
+        else:
+            out = layer(*args, **kwargs)
+        first = id(layer) not in self.outputs
+        if first and id(layer) in self.hooks:
+            out = self.hooks[id(layer)](out)
+        flat_in = [t for t in keras.tree.flatten((args, kwargs)) if id(t) in self._producer]
+        row = LayerInfo(
+            layer,
+            path,
+            tuple(out.shape) if hasattr(out, "shape") else (),
+            tuple(self._producer[id(t)][0] for t in flat_in),
+        )
+        self.rows.append(row)
+        if first:
+            self.outputs[id(layer)] = out
+        for t in keras.tree.flatten(out):
+            # The tensor is kept alive with its entry, so its id stays unique.
+            self._producer[id(t)] = (len(self.rows) - 1, args, t)
+        return out
+
+    def producer(self, tensor):
+        """(LayerInfo, call args) of the layer that made `tensor`, or None."""
+        hit = self._producer.get(id(tensor))
+        return None if hit is None else (self.rows[hit[0]], hit[1])
+
+    def consumers(self, i):
+        """Indices of the calls that take call `i`'s output as an input."""
+        return [j for j, r in enumerate(self.rows) if i in r.input_ids]
+
+
+def _is_functional(model) -> bool:
+    # Functional models (and keras.applications) keep their graph; a
+    # subclassed model does not.
+    return isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth")
+
+
+def _fresh_input(model):
+    return keras.Input(input_shape(model), name="image")
+
+
+def all_layers(model) -> list[LayerInfo]:
+    """Every layer of the model in graph order, nested models entered.
+
+    A nested model appears after its own layers, as the layer producing
+    their final output.
+
+    Args:
+        model: a Sequential or Functional `keras.Model` with one image input.
+
+    Returns:
+        A list of `LayerInfo` (layer, path, output shape).
+
+    Example:
+
+    >>> from keras_fer_viz.models import fer_cnn
+    >>> [info.path for info in all_layers(fer_cnn())][-2:]
+    ['dense3_dropout', 'predictions']
+    """
+    seen, rows = set(), []
+    for row in _trace(model).rows:  # a shared layer is listed once, at its first call
+        if id(row.layer) not in seen:
+            seen.add(id(row.layer))
+            rows.append(row)
+    return rows
+
+
+def spatial_layers(model) -> list[keras.layers.Layer]:
+    """The layers with an (N, h, w, C) output, nested models entered, in order."""
+    return [r.layer for r in all_layers(model) if r.is_spatial and not _is_container(r.layer)]
+
+
+def conv_layers(model) -> list[keras.layers.Layer]:
+    """The convolution layers with an (N, h, w, C) output, in graph order.
+
+    Convolutions of nested models (a backbone inside a Sequential) are
+    included. These are the layers whose filters `maximize_activation`
+    visualises; the "third conv layer" of the study is ``conv_layers(m)[2]``.
+
+    Example:
+
+    >>> from keras_fer_viz.models import fer_cnn
+    >>> [layer.name for layer in conv_layers(fer_cnn())][:3]
+    ['block1_conv1', 'block1_conv2', 'block2_conv1']
+    """
+    return [r.layer for r in all_layers(model) if r.is_conv]
+
+
+def last_conv_layer(model) -> keras.layers.Layer:
+    """The layer Grad-CAM and CAM use by default.
+
+    The last convolution of the model, or, when that convolution feeds
+    straight into shape-keeping batch normalisation or activation layers (as
+    in ``Conv -> BN -> ReLU``), the last of those: the map is then read
+    after the activation, where Selvaraju et al. (2017) read it.
+
+    Raises:
+        ValueError: if the model has no convolution layer.
+
+    Example:
+
+    >>> from keras_fer_viz.models import fer_cnn
+    >>> last_conv_layer(fer_cnn()).name
+    'block3_conv2'
+    """
+    replay = _trace(model)
+    rows = replay.rows
+    convs = [i for i, r in enumerate(rows) if r.is_conv]
+    if not convs:
+        spatial = [r.path for r in all_layers(model) if r.is_spatial and not _is_container(r.layer)]
+        raise ValueError(
+            f"Model {model.name!r} has no convolution layer with an (N, h, w, C) output. "
+            + (
+                f"Pass a spatial layer explicitly; candidates: {spatial}"
+                if spatial
+                else "Grad-CAM and CAM need a spatial layer: this model has none."
+            )
+        )
+    i = convs[-1]
+    while True:
+        consumers = replay.consumers(i)
+        if len(consumers) != 1:
+            break
+        nxt = rows[consumers[0]]
+        if not isinstance(nxt.layer, _FOLLOWERS) or nxt.output_shape != rows[i].output_shape:
+            break
+        i = consumers[0]
+    return rows[i].layer
+
+
+def _trace(model) -> _Replay:
+    replay = _Replay()
+    replay.run(model, _fresh_input(model))
+    return replay
+
+
+def _is_container(layer) -> bool:
+    return isinstance(layer, keras.Model)
+
+
+def resolve_layer(model, ref=None) -> keras.layers.Layer:
+    """Finds a layer of a model, nested models included.
+
+    Args:
+        model: a Sequential or Functional `keras.Model`.
+        ref: the layer's name; a path through nested models such as
+            ``"mobilenetv2_1.00_96/Conv_1"``; a `keras.layers.Layer` of the
+            model; an int indexing ``model.layers`` (as
+            `keras.Model.get_layer` does, negative from the end); or None
+            for `last_conv_layer`. Defaults to `None`.
+
+    Returns:
+        The `keras.layers.Layer` (the model's own object).
+
+    Raises:
+        ValueError: if no layer or several layers match; the message lists
+            the candidates.
+
+    Example:
+
+    >>> from keras_fer_viz.models import fer_cnn
+    >>> model = fer_cnn()
+    >>> resolve_layer(model, "block2_conv1").filters
+    64
+    >>> resolve_layer(model, -1).name
+    'predictions'
+    """
+    if ref is None:
+        return last_conv_layer(model)
+    rows = all_layers(model)
+    if isinstance(ref, keras.layers.Layer):
+        if any(r.layer is ref for r in rows):
+            return ref
+        raise ValueError(
+            f"Layer {ref.name!r} is not part of model {model.name!r}. "
+            f"Layers of the model: {_listing([r.path for r in rows])}"
+        )
+    if isinstance(ref, bool) or not isinstance(ref, (str, int)):
+        raise TypeError(
+            "Expected a layer name, a path, a Layer, an int index or None. "
+            f"Received: {type(ref).__name__} {ref!r}"
+        )
+    if isinstance(ref, int):
+        n = len(model.layers)
+        if not -n <= ref < n:
+            raise ValueError(
+                f"Layer index {ref} is out of range: model {model.name!r} has {n} layers "
+                f"(indices {-n} to {n - 1}). Layers: {_listing([la.name for la in model.layers])}"
+            )
+        return model.layers[ref]
+    matches = [r for r in rows if r.path == ref]
+    if not matches:
+        matches = [r for r in rows if r.layer.name == ref]
+    if len(matches) == 1:
+        return matches[0].layer
+    paths = [r.path for r in rows]
+    if len(matches) > 1:
+        raise ValueError(
+            f"Layer name {ref!r} is ambiguous in model {model.name!r}: it matches "
+            f"{[r.path for r in matches]}. Pass one of these paths instead."
+        )
+    close = difflib.get_close_matches(ref, paths + [r.layer.name for r in rows], n=3)
+    hint = f" Did you mean {close}?" if close else ""
+    raise ValueError(
+        f"No layer named {ref!r} in model {model.name!r}.{hint} Layers: {_listing(paths)}"
+    )
+
+
+def _listing(names, limit=40) -> str:
+    names = list(names)
+    if len(names) <= limit:
+        return str(names)
+    return f"{names[:limit]} and {len(names) - limit} more"
+
+
+def score_kind(model) -> str:
+    """How the model's output relates to logits.
+
+    Returns:
+        ``"softmax-dense"`` when the last layer is a Dense layer with a
+        softmax activation, ``"softmax-layer"`` when it is a separate Softmax
+        (or softmax Activation) layer, and ``"none"`` otherwise (the output
+        is explained as it is).
+    """
+    replay = _Replay()
+    out = replay.run(model, _fresh_input(model))
+    return _head(replay, out)[0]
+
+
+def _is_softmax(fn) -> bool:
+    return fn is keras.activations.softmax or getattr(fn, "__name__", "") == "softmax"
+
+
+def _head(replay, out):
+    hit = replay.producer(out)
+    if hit is None:
+        return "none", None
+    row, args = hit
+    layer = row.layer
+    if isinstance(layer, keras.layers.Dense) and _is_softmax(layer.activation):
+        return "softmax-dense", (layer, args[0])
+    if isinstance(layer, keras.layers.Softmax) or (
+        isinstance(layer, keras.layers.Activation) and _is_softmax(layer.activation)
+    ):
+        return "softmax-layer", (layer, args[0])
+    return "none", None
+
+
+class _DenseLogits(keras.layers.Layer):
+    """The pre-activation output of a softmax Dense layer, sharing its weights.
+
+    The Dense layer is tracked (so a stateless call sees its variables) and
+    never modified.
+    """
+
+    def __init__(self, dense, **kwargs):
+        super().__init__(name=f"{dense.name}_logits", **kwargs)
+        self.dense = dense
+
+    def call(self, x):
+        y = ops.matmul(x, self.dense.kernel)
+        if self.dense.use_bias:
+            y = ops.add(y, self.dense.bias)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.dense.units,)
+
+
+def _check_score(score):
+    if score not in _SCORES + (None,):
+        raise ValueError(f"Expected score 'logit', 'probability' or None. Received: {score!r}")
+
+
+def build_probe(model, layers=(), score="logit", perturb=False):
+    """Builds the flat probe model that explainers differentiate.
+
+    Args:
+        model: the caller's model (not modified).
+        layers: layers (already resolved) whose outputs are returned.
+        score: "logit", "probability", or None for no score output.
+        perturb: if True, each chosen layer's output gets an added input of
+            its own shape (fed with zeros): the gradient with respect to that
+            input is the gradient with respect to the layer's output, on
+            every backend.
+
+    Returns:
+        ``(probe, shapes)``: a `keras.Model` with inputs ``[image, *deltas]``
+        (just ``image`` when `perturb` is False) and outputs
+        ``[*layer_outputs, score]`` (the score left out when `score` is
+        None), and the output shapes of the chosen layers.
+    """
+    _check_score(score)
+    image = _fresh_input(model)
+    deltas = []
+
+    def make_hook(layer):
+        def hook(out):
+            if not perturb:
+                return out
+            if not hasattr(out, "shape") or len(out.shape) < 2:
+                raise ValueError(f"Layer {layer.name!r} has no single tensor output")
+            delta = keras.Input(tuple(out.shape[1:]), name=f"delta_{len(deltas)}")
+            deltas.append(delta)
+            return ops.add(out, delta)
+
+        return hook
+
+    layers = list(layers)
+    replay = _Replay({id(la): make_hook(la) for la in layers})
+    out = replay.run(model, image)
+    if isinstance(out, (list, tuple)):
+        raise ValueError(
+            f"Expected a model with one output. Received: model {model.name!r} with {len(out)}"
+        )
+    missing = [la.name for la in layers if id(la) not in replay.outputs]
+    if missing:
+        raise ValueError(f"Layers {missing} are not on the path from the input to the output")
+    taps = [replay.outputs[id(la)] for la in layers]
+    outputs = list(taps)
+    if score == "logit":
+        kind, head = _head(replay, out)
+        if kind == "softmax-dense":
+            outputs.append(_DenseLogits(head[0])(head[1]))
+        elif kind == "softmax-layer":
+            outputs.append(head[1])
+        else:
+            outputs.append(out)
+    elif score == "probability":
+        outputs.append(out)
+    if perturb:
+        # Keep delta order equal to `layers` order.
+        inputs = [image, *deltas]
+    else:
+        inputs = image
+    probe = keras.Model(inputs, outputs, name=f"{model.name}_probe")
+    return probe, [tuple(t.shape) for t in taps]
+
+
+def submodel(model, layers=(), score="logit") -> keras.Model:
+    """A model returning chosen layer outputs together with the class score.
+
+    Built on a fresh `keras.Input` by replaying the caller's layers (shared
+    weights, nothing modified), so it works on Sequential, Functional and
+    nested models alike.
+
+    Args:
+        model: a Sequential or Functional `keras.Model` with one image input.
+        layers: layer references (see `resolve_layer`) whose outputs come
+            first. Defaults to `()`.
+        score: ``"logit"`` (the input of the final softmax, when the model
+            ends in one; the output otherwise), ``"probability"`` (the
+            model's output), or None (layer outputs only). Defaults to
+            `"logit"`.
+
+    Returns:
+        A `keras.Model` mapping images to ``[*layer_outputs, score]`` (a
+        single tensor when only one output is asked for).
+
+    Example:
+
+    >>> from keras_fer_viz.models import fer_cnn
+    >>> sub = submodel(fer_cnn(), ["block3_conv2"])
+    >>> [tuple(o.shape) for o in sub.outputs]
+    [(None, 12, 12, 128), (None, 7)]
+    """
+    _check_score(score)
+    if isinstance(layers, (str, int, keras.layers.Layer)):
+        layers = [layers]
+    resolved = [resolve_layer(model, ref) for ref in layers]
+    if not resolved and score is None:
+        raise ValueError("Expected at least one layer, or a score.")
+    probe, _ = build_probe(model, resolved, score=score)
+    return probe

@@ -1,0 +1,294 @@
+"""Gradient saliency: where in the image does a small change move the class score?
+
+- `Saliency`: the absolute gradient of the class score with respect to the
+  pixels, reduced over channels (Simonyan, Vedaldi and Zisserman 2014, "Deep
+  inside convolutional networks").
+- `SmoothGrad`: the gradient averaged over noisy copies of the image
+  (Smilkov et al. 2017, "SmoothGrad: removing noise by adding noise").
+- `IntegratedGradients`: the gradient integrated along the straight path
+  from a baseline image, times the difference to the baseline (Sundararajan,
+  Taly and Yan 2017, "Axiomatic attribution for deep networks"); its
+  attributions add up to the change of the score.
+
+Each differentiates the pre-softmax logit by default (``score="logit"``),
+in compiled batches; samples of SmoothGrad and integration steps are
+batched with the images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+from keras_fer_viz import _gradients
+from keras_fer_viz._explainer import Explainer, normalize_maps
+from keras_fer_viz.layers import build_probe
+
+__all__ = ["Saliency", "SmoothGrad", "IntegratedGradients"]
+
+_REDUCTIONS = ("max", "mean", "norm")
+
+
+def _reduce_channels(grads, reduce):
+    """(N, H, W, C) gradients -> (N, H, W) magnitudes."""
+    if reduce == "max":
+        return ops.max(ops.abs(grads), axis=-1)
+    if reduce == "mean":
+        return ops.mean(ops.abs(grads), axis=-1)
+    return ops.sqrt(ops.sum(ops.square(grads), axis=-1))
+
+
+def _check_reduce(reduce):
+    if reduce not in _REDUCTIONS:
+        raise ValueError(f"Expected reduce in {_REDUCTIONS}. Received: {reduce!r}")
+
+
+class _InputGradient(Explainer):
+    """Shared set-up: a probe model without taps and its value-and-grad function."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model, **kwargs)
+        self._probe, _ = build_probe(model, (), score=self.score)
+        self._num_classes = int(self._probe.outputs[-1].shape[-1])
+        self._vg = _gradients.value_and_grad(self._probe)
+        self._forward = _gradients.forward(self._probe)
+
+    def _predicted(self, x, t):
+        """Targets with -1 replaced by the class predicted for the clean images."""
+        return _gradients.gather_scores(self._forward([x])[-1], t)[1]
+
+    def _spec(self):
+        return [((None, *self.input_shape), "float32"), ((None,), "int32")]
+
+
+class Saliency(_InputGradient):
+    """Vanilla gradient saliency maps.
+
+    The map of an image is the absolute gradient of the class score with
+    respect to its pixels, reduced over channels: the pixels where a small
+    change moves the score most. Use it for a first, fast look at where the
+    model looks; it is noisy, and `SmoothGrad` cleans it up.
+
+    Simonyan, Vedaldi and Zisserman (2014), "Deep inside convolutional
+    networks: visualising image classification models and saliency maps".
+
+    Args:
+        model: a Keras image classifier (Sequential, Functional or nested),
+            fed as it is fed in `predict` (raw pixels if it preprocesses).
+        reduce: how channels are combined: ``"max"`` of the absolute
+            gradients (Simonyan et al.), ``"mean"`` of them, or ``"norm"``
+            (their L2 norm). Defaults to `"max"`.
+        score: ``"logit"`` explains the pre-softmax score when the model
+            ends in a softmax (saturated probabilities have vanishing
+            gradients), ``"probability"`` the output. Defaults to `"logit"`.
+        normalize: scale each map to [0, 1] by its maximum; False returns
+            the raw gradient magnitudes. Defaults to `True`.
+        batch_size: images per compiled call. Defaults to `64`.
+
+    Returns (from `explain`):
+        float32 (N, H, W) maps, >= 0, in [0, 1] when `normalize`.
+
+    Raises:
+        ValueError: if an option is invalid, or (in `explain`) the images do
+            not fit the model.
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> model = kfv.fer_cnn(width=0.25)
+    >>> faces = kfv.synthetic_faces(7)
+    >>> maps = kfv.Saliency(model).explain(faces.images, target=faces.labels)
+    >>> maps.shape, float(maps.min()) >= 0.0, float(maps.max())
+    ((7, 48, 48), True, 1.0)
+    """
+
+    def __init__(self, model, reduce="max", *, score="logit", normalize=True, batch_size=64):
+        _check_reduce(reduce)
+        super().__init__(model, score=score, normalize=normalize, batch_size=batch_size)
+        self.reduce = reduce
+
+        def fn(x, t):
+            _, grads, _ = self._vg([x], t)
+            maps = _reduce_channels(grads[0], reduce)
+            return normalize_maps(maps) if self.normalize else maps
+
+        self._fn = _gradients.compile(fn, model, self._spec())
+
+
+class SmoothGrad(_InputGradient):
+    """Saliency averaged over noisy copies of each image.
+
+    Adds Gaussian noise of standard deviation ``noise * (max - min)`` of
+    each image to `samples` copies, averages their gradients, and reduces
+    the average as `Saliency` does. Sharper and less noisy than vanilla
+    saliency; `samples` times the cost.
+
+    The noise patterns are drawn once from `seed` and shared by all images
+    (common random numbers), each scaled to its image's range: an image's
+    map does not depend on which other images are in the batch, and the
+    same seed gives the same maps.
+
+    Smilkov et al. (2017), "SmoothGrad: removing noise by adding noise".
+
+    Args:
+        model: a Keras image classifier.
+        samples: noisy copies per image. Defaults to `25`.
+        noise: noise level, as a share of each image's value range.
+            Defaults to `0.15`.
+        reduce: channel reduction, as in `Saliency`. Defaults to `"max"`.
+        seed: seed of the noise. Defaults to `0`.
+        score: ``"logit"`` or ``"probability"``, as in `Saliency`.
+            Defaults to `"logit"`.
+        normalize: scale each map to [0, 1]. Defaults to `True`.
+        batch_size: model inputs per compiled call; ``batch_size //
+            samples`` images (at least one) are explained at once.
+            Defaults to `512`.
+
+    Returns (from `explain`):
+        float32 (N, H, W) maps, >= 0, in [0, 1] when `normalize`.
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> model = kfv.fer_cnn(width=0.25)
+    >>> maps = kfv.SmoothGrad(model, samples=8).explain(kfv.synthetic_faces(2).images)
+    >>> maps.shape
+    (2, 48, 48)
+    """
+
+    def __init__(
+        self,
+        model,
+        samples=25,
+        noise=0.15,
+        reduce="max",
+        *,
+        seed=0,
+        score="logit",
+        normalize=True,
+        batch_size=512,
+    ):
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"Expected a positive int `samples`. Received: {samples!r}")
+        if not (isinstance(noise, (int, float)) and 0 <= noise and np.isfinite(noise)):
+            raise ValueError(f"Expected a noise level >= 0. Received: noise={noise!r}")
+        _check_reduce(reduce)
+        super().__init__(model, score=score, normalize=normalize, batch_size=batch_size)
+        self.samples, self.noise, self.reduce, self.seed = samples, float(noise), reduce, seed
+
+        def fn(x, t, bank):
+            n = ops.shape(x)[0]
+            t = self._predicted(x, t)
+            lo = ops.min(x, axis=(1, 2, 3), keepdims=True)
+            hi = ops.max(x, axis=(1, 2, 3), keepdims=True)
+            sigma = self.noise * (hi - lo)
+            noisy = ops.expand_dims(x, 1) + ops.expand_dims(sigma, 1) * ops.expand_dims(bank, 0)
+            noisy = ops.reshape(noisy, (-1, *x.shape[1:]))
+            _, grads, _ = self._vg([noisy], ops.repeat(t, samples, axis=0))
+            mean = ops.mean(ops.reshape(grads[0], (n, samples, *x.shape[1:])), axis=1)
+            maps = _reduce_channels(mean, reduce)
+            return normalize_maps(maps) if self.normalize else maps
+
+        spec = self._spec() + [((samples, *self.input_shape), "float32")]
+        self._fn = _gradients.compile(fn, model, spec)
+        self._banks = {}
+
+    def _images_per_call(self, batch_size):
+        return batch_size // self.samples
+
+    def _constants(self, x):
+        shape = x.shape[1:]
+        if shape not in self._banks:
+            rng = np.random.default_rng(self.seed)
+            self._banks[shape] = rng.standard_normal((self.samples, *shape)).astype(np.float32)
+        return (self._banks[shape],)
+
+
+class IntegratedGradients(_InputGradient):
+    """Integrated gradients: attributions that add up to the change of the score.
+
+    The gradient of the class score is integrated along the straight path
+    from a baseline image to the image (Gauss-Legendre quadrature with
+    `steps` nodes, all batched with the images) and multiplied by the
+    difference image. The raw attributions, summed over channels, add up to
+    ``f(image) - f(baseline)`` (completeness); the default map is their
+    absolute value, scaled to [0, 1].
+
+    Sundararajan, Taly and Yan (2017), "Axiomatic attribution for deep
+    networks".
+
+    Args:
+        model: a Keras image classifier.
+        steps: integration nodes. Defaults to `32`.
+        baseline: the reference image, in the model's input units: a
+            number (``0.0``, black for raw pixels) or an array broadcastable
+            to (H, W, C). Defaults to `0.0`.
+        score: ``"logit"`` or ``"probability"``, as in `Saliency`.
+            Defaults to `"logit"`.
+        normalize: True gives |attribution| scaled to [0, 1]; False the
+            signed attributions (N, H, W), summed over channels.
+            Defaults to `True`.
+        batch_size: model inputs per compiled call; ``batch_size // steps``
+            images (at least one) are explained at once. Defaults to `512`.
+
+    Returns (from `explain`):
+        float32 (N, H, W) maps in [0, 1], or signed attributions.
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> model = kfv.fer_cnn(width=0.25)
+    >>> ig = kfv.IntegratedGradients(model, steps=16, normalize=False)
+    >>> ig.explain(kfv.synthetic_faces(1).images).shape
+    (1, 48, 48)
+    """
+
+    signed = True
+
+    def __init__(
+        self, model, steps=32, baseline=0.0, *, score="logit", normalize=True, batch_size=512
+    ):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
+        super().__init__(model, score=score, normalize=normalize, batch_size=batch_size)
+        base = np.asarray(baseline, dtype=np.float32)
+        try:
+            np.broadcast_shapes(base.shape, tuple(d or 1 for d in self.input_shape))
+        except ValueError:
+            raise ValueError(
+                f"Expected a baseline broadcastable to the input shape {self.input_shape}. "
+                f"Received: shape={base.shape}"
+            ) from None
+        if not np.isfinite(base).all():
+            raise ValueError("Expected a finite baseline. Received: NaN or infinity")
+        self.steps, self.baseline = steps, base
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        self._alphas = ((nodes + 1) / 2).astype(np.float32)  # nodes on [0, 1]
+        self._weights = (weights / 2).astype(np.float32)  # they sum to 1
+
+        def fn(x, t, base, alphas, weights):
+            n = ops.shape(x)[0]
+            t = self._predicted(x, t)
+            diff = x - base
+            a = ops.reshape(alphas, (1, steps, 1, 1, 1))
+            path = ops.expand_dims(base, 0) + a * ops.expand_dims(diff, 1)
+            path = ops.reshape(path, (-1, *x.shape[1:]))
+            _, grads, _ = self._vg([path], ops.repeat(t, steps, axis=0))
+            grads = ops.reshape(grads[0], (n, steps, *x.shape[1:]))
+            avg = ops.sum(grads * ops.reshape(weights, (1, steps, 1, 1, 1)), axis=1)
+            attributions = ops.sum(diff * avg, axis=-1)
+            return normalize_maps(ops.abs(attributions)) if self.normalize else attributions
+
+        spec = self._spec() + [
+            ((1, *self.input_shape), "float32"),
+            ((steps,), "float32"),
+            ((steps,), "float32"),
+        ]
+        self._fn = _gradients.compile(fn, model, spec)
+
+    def _images_per_call(self, batch_size):
+        return batch_size // self.steps
+
+    def _constants(self, x):
+        base = np.broadcast_to(self.baseline, x.shape[1:])[None].astype(np.float32)
+        return base, self._alphas, self._weights

@@ -1,0 +1,148 @@
+"""Every gradient explainer on the models people have, and their input checks."""
+
+import keras
+import numpy as np
+import pytest
+import tiny_models
+
+import keras_fer_viz as kfv
+from keras_fer_viz._explainer import as_images, as_targets
+
+METHODS = [
+    kfv.Saliency,
+    lambda m: kfv.SmoothGrad(m, samples=4),
+    lambda m: kfv.IntegratedGradients(m, steps=8),
+    kfv.GradCAM,
+    kfv.GradCAMPlusPlus,
+]
+NAMES = ["saliency", "smoothgrad", "integrated_gradients", "grad_cam", "grad_cam_pp"]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    keras.utils.set_random_seed(0)
+    return kfv.fer_cnn(width=0.25)
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return kfv.synthetic_faces(7, seed=3)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=NAMES)
+def test_reference_cnn_its_sequential_copy_and_a_loaded_copy(method, reference, faces, tmp_path):
+    sequential = keras.Sequential([keras.Input((48, 48, 1)), *reference.layers[1:]])
+    path = tmp_path / "model.keras"
+    reference.save(path)
+    loaded = keras.saving.load_model(path)
+    maps = method(reference).explain(faces.images, target=faces.labels)
+    assert maps.shape == (7, 48, 48) and maps.dtype == np.float32
+    assert np.isfinite(maps).all() and maps.min() >= 0 and np.allclose(maps.max((1, 2)), 1)
+    for other in (sequential, loaded):
+        again = method(other).explain(faces.images, target=faces.labels)
+        np.testing.assert_allclose(again, maps, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=NAMES)
+def test_separate_softmax_layer_explains_the_same_logits(method):
+    dense, layer = tiny_models.conv_gap_dense("softmax"), tiny_models.conv_gap_dense("layer")
+    x = np.random.default_rng(0).normal(size=(3, 4, 4, 1)).astype("float32")
+    np.testing.assert_allclose(
+        method(layer).explain(x, target=1), method(dense).explain(x, target=1), rtol=1e-5
+    )
+
+
+@pytest.fixture(scope="module")
+def transfer():
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(96, 96, 3), weights=None, include_top=False
+    )
+    return keras.Sequential(
+        [
+            keras.Input((96, 96, 3)),
+            backbone,
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(7, activation="softmax"),
+        ]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS, ids=NAMES)
+def test_nested_mobilenet_backbone(method, transfer):
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")
+    maps = method(transfer).explain(x, target=[0, 3])
+    assert maps.shape == (2, 96, 96) and np.isfinite(maps).all()
+    assert maps.min() >= 0 and np.allclose(maps.max((1, 2)), 1)
+
+
+def test_nested_grad_cam_uses_the_backbone_output(transfer):
+    cam = kfv.GradCAM(transfer)
+    assert cam.layer.name == "out_relu" and cam.layer_shape == (None, 3, 3, 1280)
+
+
+def test_the_callers_model_is_not_modified(reference, faces):
+    weights = [w.copy() for w in reference.get_weights()]
+    activation = reference.get_layer("predictions").activation
+    for method in METHODS:
+        method(reference).explain(faces.images[:2])
+    assert reference.get_layer("predictions").activation is activation
+    for a, b in zip(weights, reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_compiled_function_is_traced_once_per_explainer(reference, faces):
+    s = kfv.Saliency(reference)
+    for n in (1, 3, 7):
+        s.explain(faces.images[:n])
+    assert s._fn.trace_count() == 1
+
+
+BAD_IMAGES = [
+    (np.zeros((48, 48)), r"Expected images of shape \(N, 48, 48, 1\).*Received: shape=\(48, 48\)"),
+    (np.zeros((1, 1, 48, 48, 1)), r"Received: shape=\(1, 1, 48, 48, 1\)"),
+    (np.zeros((0, 48, 48, 1)), "at least one image"),
+    (np.zeros((2, 48, 48, 3)), r"shape \(N, 48, 48, 1\).*\(2, 48, 48, 3\).*grayscale"),
+    (np.zeros((2, 40, 48, 1)), r"Received: shape=\(2, 40, 48, 1\)"),
+    (np.array([[["a"]]]), "real-valued images"),
+]
+
+
+@pytest.mark.parametrize("images, match", BAD_IMAGES)
+def test_bad_images(images, match):
+    with pytest.raises(ValueError, match=match):
+        as_images(images, (48, 48, 1), "fer_cnn")
+
+
+def test_nan_images_are_named():
+    x = np.zeros((3, 48, 48, 1), "float32")
+    x[1, 4, 4, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity in image 1"):
+        as_images(x, (48, 48, 1))
+
+
+def test_targets():
+    np.testing.assert_array_equal(as_targets(None, 3, 7), [-1, -1, -1])
+    np.testing.assert_array_equal(as_targets(2, 3, 7), [2, 2, 2])
+    np.testing.assert_array_equal(as_targets(np.array([0, 6, 1]), 3, 7), [0, 6, 1])
+    with pytest.raises(ValueError, match=r"classes in \[0, 7\).*Received: 7"):
+        as_targets(7, 3, 7)
+    with pytest.raises(ValueError, match=r"Received: -1"):
+        as_targets([0, -1, 2], 3, 7)
+    with pytest.raises(ValueError, match=r"shape \(3,\). Received: shape=\(2,\)"):
+        as_targets([0, 1], 3, 7)
+    with pytest.raises(ValueError, match="None .*an int, or one int per image"):
+        as_targets(1.5, 3, 7)
+
+
+def test_errors_reach_explain(reference, faces):
+    s = kfv.Saliency(reference)
+    with pytest.raises(ValueError, match="Received: 9"):
+        s.explain(faces.images, target=9)
+    with pytest.raises(ValueError, match=r"\(N, 48, 48, 1\)"):
+        s.explain(np.zeros((2, 48, 48, 3)))
+    with pytest.raises(ValueError, match="positive int batch_size"):
+        s.explain(faces.images, batch_size=0)
+    with pytest.raises(TypeError, match="Expected a `keras.Model`"):
+        kfv.Saliency("model.keras")

@@ -126,3 +126,30 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("disk full")
     assert target.read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_cosine_schedule_warms_up_and_ends_at_zero():
+    keras.utils.set_random_seed(0)
+    faces = synthetic_faces(140, seed=0)
+    model = fer_cnn(width=0.125)
+    train(model, faces.images, faces.labels, epochs=2, batch_size=32, verbose=0)
+    steps = 2 * int(np.ceil(126 / 32))  # 90% of 140 faces train, 2 epochs
+    serialized = model.optimizer.get_config()["learning_rate"]
+    assert serialized["class_name"] == "CosineDecay"
+    config = serialized["config"]
+    assert config["initial_learning_rate"] == 0.0
+    assert config["warmup_target"] == pytest.approx(3e-3)
+    assert config["warmup_steps"] + config["decay_steps"] == steps
+    schedule = keras.optimizers.schedules.CosineDecay.from_config(config)
+    assert float(schedule(config["warmup_steps"])) == pytest.approx(3e-3)
+    assert float(schedule(steps)) == pytest.approx(0.0, abs=1e-9)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # at the end
+
+
+def test_constant_schedule_and_bad_schedule():
+    faces = synthetic_faces(70, seed=0)
+    model = fer_cnn(width=0.125)
+    train(model, faces.images, faces.labels, epochs=1, schedule="constant", verbose=0)
+    assert float(model.optimizer.learning_rate) == pytest.approx(3e-3)
+    with pytest.raises(ValueError, match="schedule 'cosine' or 'constant'. Received: 'step'"):
+        train(fer_cnn(width=0.125), faces.images, faces.labels, schedule="step")

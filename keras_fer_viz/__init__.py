@@ -37,11 +37,16 @@ _EXPORTS = {
     "IntegratedGradients": "keras_fer_viz.saliency",
     "GradCAM": "keras_fer_viz.grad_cam",
     "GradCAMPlusPlus": "keras_fer_viz.grad_cam",
+    "CAM": "keras_fer_viz.cam",
+    "gap_head": "keras_fer_viz.cam",
+    "maximize_activation": "keras_fer_viz.filters",
+    "feature_maps": "keras_fer_viz.filters",
 }
 
 __all__ = [
     "EMOTIONS",
     "BestModelCheckpoint",
+    "CAM",
     "GradCAM",
     "GradCAMPlusPlus",
     "IntegratedGradients",
@@ -50,9 +55,12 @@ __all__ = [
     "SyntheticFaces",
     "all_layers",
     "conv_layers",
+    "feature_maps",
     "fer_cnn",
+    "gap_head",
     "last_conv_layer",
     "load_fer2013",
+    "maximize_activation",
     "per_class_accuracy",
     "resolve_layer",
     "spatial_layers",
@@ -77,8 +85,10 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # static tools see the real definitions
+    from keras_fer_viz.cam import CAM, gap_head
     from keras_fer_viz.data.fer2013 import EMOTIONS, load_fer2013
     from keras_fer_viz.data.synthetic import SyntheticFaces, synthetic_faces
+    from keras_fer_viz.filters import feature_maps, maximize_activation
     from keras_fer_viz.grad_cam import GradCAM, GradCAMPlusPlus
     from keras_fer_viz.layers import (
         all_layers,

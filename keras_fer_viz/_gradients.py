@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["backend", "compile", "forward", "value_and_grad", "gather_scores"]
+__all__ = ["backend", "compile", "forward", "grad", "value_and_grad", "gather_scores"]
 
 
 def backend() -> str:
@@ -74,6 +74,22 @@ def value_and_grad(probe: keras.Model):
             return outputs, tape.gradient(total, inputs), targets
 
         return vg
+    raise RuntimeError(_unsupported(name))
+
+
+def grad(fn):
+    """``g(x, *args) -> (fn(x, *args), d fn / d x)`` for a scalar `fn`; use inside `compile`."""
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        def g(x, *args):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                value = fn(x, *args)
+            return value, tape.gradient(value, x)
+
+        return g
     raise RuntimeError(_unsupported(name))
 
 

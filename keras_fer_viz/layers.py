@@ -37,6 +37,7 @@ __all__ = [
     "spatial_layers",
     "submodel",
     "score_kind",
+    "output_layer",
 ]
 
 # Convolutions proper: the layers whose filters gradient ascent visualises.
@@ -375,6 +376,19 @@ def _listing(names, limit=40) -> str:
     if len(names) <= limit:
         return str(names)
     return f"{names[:limit]} and {len(names) - limit} more"
+
+
+def output_layer(model) -> keras.layers.Layer:
+    """The innermost layer that produces the model's output (nested models entered)."""
+    replay = _Replay()
+    out = replay.run(model, _fresh_input(model))
+    hit = replay._producer.get(id(out))
+    if hit is None:
+        raise ValueError(f"Model {model.name!r} has no layer producing its output")
+    rows, i = replay.rows, hit[0]
+    while isinstance(rows[i].layer, keras.Model) and i > 0:
+        i -= 1  # a nested model is listed right after its last layer
+    return rows[i].layer
 
 
 def score_kind(model) -> str:

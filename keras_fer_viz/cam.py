@@ -1,0 +1,310 @@
+"""Class activation maps through a global-average-pooling head swap.
+
+Zhou et al. (2016), "Learning deep features for discriminative
+localization": when a network ends in global average pooling (GAP) over
+feature maps ``A_k`` followed by a linear classifier ``W``, the map
+``CAM_c = sum_k W[k, c] A_k`` shows where class ``c`` is found, and its
+spatial mean plus the bias is exactly the class logit. Most classifiers end
+in dense layers instead; `gap_head` swaps the head: it keeps the model's
+convolutional base up to a layer (a frozen copy; the caller's model is not
+touched), adds GAP and a new softmax Dense layer, and trains only that
+layer. `CAM` then reads the maps of any model with such a head.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_fer_viz import _gradients
+from keras_fer_viz._explainer import Explainer, as_images, normalize_maps
+from keras_fer_viz.grad_cam import upsample_maps
+from keras_fer_viz.layers import build_probe, input_shape, resolve_layer, spatial_layers
+
+__all__ = ["CAM", "gap_head", "find_gap_head"]
+
+# Layers allowed between the pooling and the classifier: identities at
+# inference time.
+_PASS_THROUGH = (keras.layers.Dropout,)
+
+
+def find_gap_head(model):
+    """Finds a GAP -> (Dropout) -> Dense head at the end of a model.
+
+    Returns:
+        ``(feature_layer, dense)``: the layer whose output is pooled, and
+        the Dense classifier.
+
+    Raises:
+        ValueError: if the model does not end in global average pooling
+            and a Dense layer (optionally with a separate softmax).
+    """
+    from keras_fer_viz.layers import _trace
+
+    replay = _trace(model)
+    rows = replay.rows
+    problem = None
+    i = len(rows) - 1
+    while i >= 0 and isinstance(rows[i].layer, keras.Model):
+        i -= 1  # a nested model is listed after its own layers
+    if i >= 0 and (
+        isinstance(rows[i].layer, keras.layers.Softmax)
+        or (
+            isinstance(rows[i].layer, keras.layers.Activation)
+            and getattr(rows[i].layer.activation, "__name__", "") == "softmax"
+        )
+    ):
+        i = _single_input(rows, i)
+    dense = rows[i].layer if i is not None and i >= 0 else None
+    if not isinstance(dense, keras.layers.Dense):
+        problem = "it does not end in a Dense classifier"
+    else:
+        j = _single_input(rows, i)
+        while j is not None and isinstance(rows[j].layer, _PASS_THROUGH):
+            j = _single_input(rows, j)
+        if j is None or not isinstance(rows[j].layer, keras.layers.GlobalAveragePooling2D):
+            found = "nothing" if j is None else f"{type(rows[j].layer).__name__} {rows[j].path!r}"
+            problem = f"its classifier {dense.name!r} is fed by {found}, not GlobalAveragePooling2D"
+        else:
+            k = _single_input(rows, j)
+            while k is not None and k > 0 and isinstance(rows[k].layer, keras.Model):
+                k -= 1  # a nested model's output comes from its last layer, listed before it
+            if k is None or len(rows[k].output_shape) != 4:
+                problem = "the pooled tensor is not the output of a spatial layer"
+            else:
+                return rows[k].layer, dense
+    raise ValueError(
+        f"CAM needs a model that ends in GlobalAveragePooling2D and a Dense layer; model "
+        f"{model.name!r} does not: {problem}. Build one from your model with "
+        "`keras_fer_viz.gap_head(model, data=(x, y))`, or use GradCAM, which works on any head."
+    )
+
+
+def _single_input(rows, i):
+    ids = rows[i].input_ids
+    return ids[0] if len(ids) == 1 else None
+
+
+class CAM(Explainer):
+    """Class activation maps of a model with a global-average-pooling head.
+
+    For feature maps ``A_k`` pooled by GAP and a Dense classifier ``W``,
+    ``CAM_c = sum_k W[k, c] A_k``. Needs no gradient, and its raw map is an
+    exact decomposition of the logit: the spatial mean of ``CAM_c`` plus the
+    bias ``b_c`` is the logit of class ``c``. Use `gap_head` to give any
+    classifier such a head.
+
+    Zhou et al. (2016), "Learning deep features for discriminative
+    localization".
+
+    Args:
+        model: a model ending in ``GlobalAveragePooling2D -> Dense`` (a
+            Dropout in between and a separate softmax are allowed), such as
+            the one `gap_head` returns.
+        normalize: True returns ReLU'd maps upsampled to the input size and
+            scaled to [0, 1]; False returns the raw map in logit units at
+            the feature maps' resolution (N, h, w). Defaults to `True`.
+        batch_size: images per compiled call. Defaults to `64`.
+
+    Returns (from `explain`):
+        float32 (N, H, W) maps in [0, 1], or raw (N, h, w) maps.
+
+    Raises:
+        ValueError: if the model has no GAP + Dense head (the message points
+            at `gap_head`).
+
+    Example:
+
+    >>> import keras, keras_fer_viz as kfv
+    >>> inputs = keras.Input((48, 48, 1))
+    >>> x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    >>> x = keras.layers.GlobalAveragePooling2D()(x)
+    >>> model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
+    >>> kfv.CAM(model).explain(kfv.synthetic_faces(2).images).shape
+    (2, 48, 48)
+    """
+
+    signed = True
+
+    def __init__(self, model, *, normalize=True, batch_size=64):
+        super().__init__(model, normalize=normalize, batch_size=batch_size)
+        self.layer, self.dense = find_gap_head(model)
+        self._probe, shapes = build_probe(model, [self.layer], score="logit")
+        self.layer_shape = shapes[0]
+        self._num_classes = int(self.dense.units)
+        forward = _gradients.forward(self._probe)
+
+        def fn(x, t):
+            features, logits = forward([x])
+            _, t = _gradients.gather_scores(logits, t)
+            w = ops.transpose(ops.take(self.dense.kernel, t, axis=1))  # (N, K)
+            raw = ops.einsum("nhwk,nk->nhw", features, w)
+            if not self.normalize:
+                return raw
+            return normalize_maps(upsample_maps(ops.relu(raw), tuple(x.shape[1:3])))
+
+        spec = [((None, *self.input_shape), "float32"), ((None,), "int32")]
+        self._fn = _gradients.compile(fn, model, spec)
+
+    def __repr__(self):
+        return f"CAM(model={self.model.name!r}, layer={self.layer.name!r})"
+
+
+def gap_head(
+    model,
+    layer=None,
+    data=None,
+    epochs=5,
+    *,
+    validation_data=None,
+    batch_size=64,
+    learning_rate=0.01,
+    seed=0,
+    verbose="auto",
+):
+    """Swaps a classifier's head for global average pooling and a trained Dense layer.
+
+    The new model is a frozen copy of `model` up to `layer`, then
+    ``GlobalAveragePooling2D`` and a softmax ``Dense`` layer trained on
+    `data` (the only trainable weights). The caller's model, its weights and
+    its layers' `trainable` flags stay exactly as they were. Because the base
+    is frozen and runs in inference mode, the pooled features are computed
+    once and the head is fitted on them: an epoch costs almost nothing.
+
+    The head's accuracy and the original model's, on `validation_data` (or
+    on a held-out tenth of `data`), are printed when `verbose` and kept in
+    the returned model's ``head_report`` dict.
+
+    Zhou et al. (2016), "Learning deep features for discriminative
+    localization", section 2.
+
+    Args:
+        model: a Keras image classifier (Sequential, Functional or nested).
+        layer: the spatial layer to pool (see `keras_fer_viz.resolve_layer`);
+            None for the last conv layer. Defaults to `None`.
+        data: ``(x, y)``: images as the model takes them and integer labels.
+        epochs: epochs of head training. Defaults to `5`.
+        validation_data: ``(x_val, y_val)`` for the reported accuracies; if
+            None, a tenth of `data` is held out. Defaults to `None`.
+        batch_size: batch size, for the features and the head. Defaults to
+            `64`.
+        learning_rate: Adam's learning rate for the head. Defaults to `0.01`.
+        seed: seed of the head's initialisation and the split. Defaults to `0`.
+        verbose: 0 silent; "auto" or 1 print the accuracies. Defaults to
+            `"auto"`.
+
+    Returns:
+        A new `keras.Model` (``<name>_gap_head``) ending in GAP and Dense,
+        ready for `CAM`.
+
+    Raises:
+        ValueError: if the layer is not spatial or the data do not fit.
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> faces = kfv.synthetic_faces(140)
+    >>> model = kfv.fer_cnn(width=0.25)
+    >>> cam_model = kfv.gap_head(model, data=(faces.images, faces.labels), epochs=1, verbose=0)
+    >>> [layer.name for layer in cam_model.layers[-2:]]
+    ['gap', 'gap_head']
+    >>> kfv.CAM(cam_model).explain(faces.images[:2]).shape
+    (2, 48, 48)
+    """
+    from sklearn.model_selection import train_test_split
+
+    from keras_fer_viz.training import check_data
+
+    if data is None:
+        raise ValueError("Expected `data=(x, y)` to train the new head. Received: data=None")
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Expected `data` to be a pair (x, y). Received: {type(data).__name__}"
+        ) from None
+    x, y = check_data(model, x, y, name="data x")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"Expected a positive int `epochs`. Received: {epochs!r}")
+    if validation_data is None:
+        stratify = y if np.bincount(y).min(initial=0) >= 2 and len(np.unique(y)) > 1 else None
+        x, x_val, y, y_val = train_test_split(
+            x, y, test_size=0.1, random_state=seed, stratify=stratify
+        )
+    else:
+        x_val, y_val = check_data(model, *validation_data, name="validation x")
+    target = resolve_layer(model, layer)
+    probe, shapes = build_probe(model, [target], score="probability")
+    if len(shapes[0]) != 4:
+        raise ValueError(
+            f"gap_head needs a spatial layer with output (N, h, w, C). Received: layer "
+            f"{target.name!r} with output shape {shapes[0]}. Spatial layers: "
+            f"{[la.name for la in spatial_layers(model)]}"
+        )
+    num_classes = int(probe.outputs[-1].shape[-1])
+
+    # The frozen base: a copy, so that freezing it leaves the caller's flags alone.
+    base_source = keras.Model(probe.inputs, probe.outputs[0])
+    base = keras.models.clone_model(base_source)
+    base.set_weights(base_source.get_weights())
+    base.trainable = False
+    base.name = f"{model.name}_base"
+
+    pool = _gradients.compile(
+        lambda im: ops.mean(base(im, training=False), axis=(1, 2)),
+        base,
+        [((None, *input_shape(model)), "float32")],
+    )
+    forward = _gradients.compile(
+        lambda im: probe(im, training=False)[-1],
+        probe,
+        [((None, *input_shape(model)), "float32")],
+    )
+
+    def batched(fn, images):
+        images = as_images(images, input_shape(model), model.name)
+        return np.concatenate(
+            [fn(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        )
+
+    features, features_val = batched(pool, x), batched(pool, x_val)
+    # The head is fitted on standardised features (so its training does not
+    # depend on the scale of the layer's activations), then the scaling is
+    # folded into its weights: W = W' / s, b = b' - (m / s) W'. The CAM
+    # identity holds for the raw features.
+    mean, scale = features.mean(0), features.std(0)
+    scale = np.where(scale > 1e-8, scale, 1.0)
+    keras.utils.set_random_seed(seed)
+    trainer = keras.Sequential(
+        [keras.Input((features.shape[1],)), keras.layers.Dense(num_classes, activation="softmax")]
+    )
+    trainer.compile(
+        keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    trainer.fit((features - mean) / scale, y, epochs=epochs, batch_size=batch_size, verbose=0)
+    w_std, b_std = trainer.layers[-1].get_weights()
+    head = keras.layers.Dense(num_classes, activation="softmax", name="gap_head")
+    head.build((None, features.shape[1]))
+    head.set_weights([w_std / scale[:, None], b_std - (mean / scale) @ w_std])
+
+    image = keras.Input(input_shape(model), name="image")
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(base(image))
+    cam_model = keras.Model(image, head(pooled), name=f"{model.name}_gap_head")
+    w_head, b_head = head.get_weights()
+    head_acc = float(((features_val @ w_head + b_head).argmax(1) == y_val).mean())
+    model_acc = float((batched(forward, x_val).argmax(1) == y_val).mean())
+    cam_model.head_report = dict(
+        layer=target.name,
+        head_accuracy=head_acc,
+        model_accuracy=model_acc,
+        validation_images=int(len(y_val)),
+    )
+    if verbose:
+        print(
+            f"GAP head on {target.name!r}: accuracy {head_acc:.3f} "
+            f"(original model {model_acc:.3f}) on {len(y_val)} validation images"
+        )
+    return cam_model

@@ -1,0 +1,273 @@
+"""What the filters of a layer respond to: gradient ascent and feature maps.
+
+- `maximize_activation` synthesises, for each chosen filter of a layer, the
+  input image that activates it most: gradient ascent on the pixels from a
+  grey, slightly noisy start, with the usual regularisers (an L2 pull
+  towards grey, total variation against pixel noise, and jitter: a random
+  shift at every step) that keep the images readable (Erhan et al. 2009,
+  "Visualizing higher-layer features of a deep network"; Simonyan et al.
+  2014 for class scores; Yosinski et al. 2015, "Understanding neural
+  networks through deep visualization", for the regularisers). All filters
+  are optimised together, as one batch, in one compiled loop.
+- `feature_maps` returns a layer's raw outputs for given images.
+
+Both see inside nested models, through the replay of `keras_fer_viz.layers`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_fer_viz import _gradients
+from keras_fer_viz._explainer import as_images
+from keras_fer_viz.layers import (
+    build_probe,
+    input_shape,
+    output_layer,
+    resolve_layer,
+    spatial_layers,
+)
+
+__all__ = ["maximize_activation", "feature_maps"]
+
+
+def feature_maps(model, layer, images, batch_size=64) -> np.ndarray:
+    """The raw outputs of a spatial layer for given images.
+
+    Use it to see what the filters of a layer pick out of real faces (the
+    study's question 2): one (h, w) map per filter and image.
+
+    Args:
+        model: a Keras image classifier (Sequential, Functional or nested).
+        layer: a spatial layer: a name, a path through nested models, a
+            `Layer`, an index into ``model.layers``, or None for the last
+            conv layer.
+        images: (N, H, W, C) or one (H, W, C) image, as the model takes them.
+        batch_size: images per compiled call. Defaults to `64`.
+
+    Returns:
+        float32 (N, h, w, F): the layer's activations, in inference mode.
+
+    Raises:
+        ValueError: if the layer is not spatial, or the images do not fit.
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> model = kfv.fer_cnn(width=0.25)
+    >>> kfv.feature_maps(model, "block2_conv1", kfv.synthetic_faces(3).images).shape
+    (3, 24, 24, 16)
+    """
+    target = resolve_layer(model, layer)
+    probe, shapes = build_probe(model, [target], score=None)
+    if len(shapes[0]) != 4:
+        raise ValueError(
+            f"feature_maps needs a spatial layer with output (N, h, w, F). Received: layer "
+            f"{target.name!r} with output shape {shapes[0]}. Spatial layers: "
+            f"{[la.name for la in spatial_layers(model)]}"
+        )
+    shape = input_shape(model)
+    x = as_images(images, shape, model.name)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"Expected a positive int batch_size. Received: {batch_size!r}")
+    forward = _gradients.forward(probe)
+    fn = _gradients.compile(lambda im: forward([im])[0], probe, [((None, *shape), "float32")])
+    return np.concatenate([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def _objective_probe(model, layer):
+    """(probe, kind, units): what to maximise for `layer`.
+
+    kind is "spatial" (mean of a filter's map), "units" (a unit of a flat
+    layer) or "class" (a class logit, for the model's output layer).
+    """
+    target = resolve_layer(model, layer)
+    if target is output_layer(model):
+        probe, _ = build_probe(model, (), score="logit")
+        return target, probe, "class", int(probe.outputs[-1].shape[-1])
+    probe, shapes = build_probe(model, [target], score=None)
+    shape = shapes[0]
+    if len(shape) == 4:
+        return target, probe, "spatial", int(shape[-1])
+    if len(shape) == 2:
+        return target, probe, "units", int(shape[-1])
+    raise ValueError(
+        f"maximize_activation needs a layer with output (N, h, w, F) or (N, F). Received: "
+        f"layer {target.name!r} with output shape {shape}"
+    )
+
+
+def maximize_activation(
+    model,
+    layer,
+    filters=None,
+    steps=150,
+    seed=0,
+    *,
+    learning_rate=0.03,
+    l2=0.01,
+    total_variation=0.3,
+    jitter=2,
+    value_range=(0.0, 255.0),
+    output="display",
+    verbose="auto",
+):
+    """Images that maximally activate the filters of a layer, by gradient ascent.
+
+    Starting from grey with a little noise, each image climbs the gradient
+    of its filter's mean activation (or of a class's logit, when `layer` is
+    the model's output) for `steps` steps of normalised gradient ascent, with
+    L2 decay towards grey, a total-variation penalty and random jitter. The
+    activation's gradient and the penalty's are each scaled to unit RMS
+    before they are combined, so the settings hold for any layer.
+    All filters form one batch and the whole loop is compiled; the same
+    `seed` gives the same images. Settings suit small grayscale inputs such
+    as 48x48 faces.
+
+    Erhan et al. (2009), "Visualizing higher-layer features of a deep
+    network"; Yosinski et al. (2015), "Understanding neural networks through
+    deep visualization".
+
+    Args:
+        model: a Keras image classifier (Sequential, Functional or nested).
+        layer: the layer (see `keras_fer_viz.resolve_layer`): a conv or other
+            spatial layer (filters), a flat layer (units), or the model's
+            output layer (classes; its logits are maximised).
+        filters: filter indices, an int, or None for all. Defaults to `None`.
+        steps: ascent steps. Defaults to `150`.
+        seed: seed of the starting noise and the jitter. Defaults to `0`.
+        learning_rate: step size, as a share of `value_range`, of the
+            RMS-normalised gradient. Defaults to `0.03`.
+        l2: L2 decay: the share of each pixel's distance to grey removed at
+            every step. Defaults to `0.01`.
+        total_variation: weight of the total-variation gradient against the
+            activation's (both RMS-normalised): smoothness. Defaults to `0.3`.
+        jitter: largest random shift in pixels at each step. Defaults to `2`.
+        value_range: ``(low, high)`` of the model's input pixels; images stay
+            inside it. Defaults to `(0.0, 255.0)` (raw pixels).
+        output: ``"display"``: each image stretched to [0, 1] for showing;
+            ``"input"``: in the model's input units, to feed back to it.
+            Defaults to `"display"`.
+        verbose: 0 silent, or "auto"/1 for a Keras progress bar over steps.
+            Defaults to `"auto"`.
+
+    Returns:
+        float32 (F, H, W, C) images, one per filter, in the order of
+        `filters`.
+
+    Raises:
+        ValueError: if a filter index is out of range or an option is invalid.
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> model = kfv.fer_cnn(width=0.25)
+    >>> images = kfv.maximize_activation(model, "block1_conv1", [0, 3], steps=5, verbose=0)
+    >>> images.shape, float(images.min()), float(images.max())
+    ((2, 48, 48, 1), 0.0, 1.0)
+    """
+    target, probe, kind, units = _objective_probe(model, layer)
+    index = _filter_indices(filters, units, target.name, kind)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
+    for name, value in (
+        ("learning_rate", learning_rate),
+        ("l2", l2),
+        ("total_variation", total_variation),
+    ):
+        if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+            raise ValueError(f"Expected {name} >= 0. Received: {value!r}")
+    if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
+        raise ValueError(f"Expected an int jitter >= 0. Received: {jitter!r}")
+    lo, hi = (float(v) for v in value_range)
+    if not hi > lo:
+        raise ValueError(
+            f"Expected value_range (low, high) with high > low. Received: {value_range!r}"
+        )
+    if output not in ("display", "input"):
+        raise ValueError(f"Expected output 'display' or 'input'. Received: {output!r}")
+    shape = input_shape(model)
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"maximize_activation needs a fixed input size. Received: model {model.name!r} "
+            f"with input shape {shape}"
+        )
+
+    rng = np.random.default_rng(seed)
+    mid, span = (lo + hi) / 2, hi - lo
+    shifts = rng.integers(-jitter, jitter + 1, (steps, 2)).astype(np.int32)
+    # Filter f always starts from the same noise, whichever filters are asked
+    # for with it: an image depends on (seed, filter), not on the batch.
+    start = rng.uniform(-1, 1, (int(index.max()) + 1, *shape))[index]
+    x = (mid + span * 0.05 * start).astype(np.float32)
+    onehot = np.eye(units, dtype=np.float32)[index]
+    forward = _gradients.forward(probe)
+
+    def activation(images, select):
+        out = forward([images])[-1]
+        if kind == "spatial":
+            out = ops.mean(out, axis=(1, 2))
+        return ops.sum(out * select)
+
+    def variation(images):
+        z = images / span
+        return ops.sum(ops.abs(z[:, 1:] - z[:, :-1])) + ops.sum(ops.abs(z[:, :, 1:] - z[:, :, :-1]))
+
+    ascend, smooth = _gradients.grad(activation), _gradients.grad(variation)
+
+    def unit_rms(g):
+        return g / (ops.sqrt(ops.mean(ops.square(g), axis=(1, 2, 3), keepdims=True)) + 1e-12)
+
+    def run(images, select, chunk):
+        # Each direction is normalised on its own, so the regularisers weigh
+        # the same against any layer, whatever the scale of its activations.
+        def body(i, images):
+            dy, dx = chunk[i, 0], chunk[i, 1]
+            shifted = ops.roll(ops.roll(images, dy, axis=1), dx, axis=2)
+            _, g = ascend(shifted, select)
+            g = ops.roll(ops.roll(g, -dy, axis=1), -dx, axis=2)
+            _, g_tv = smooth(images)
+            step = unit_rms(g) - total_variation * unit_rms(g_tv)
+            images = images + (learning_rate * span) * step
+            images = mid + (1.0 - l2) * (images - mid)  # L2 decay towards grey
+            return ops.clip(images, lo, hi)
+
+        return ops.fori_loop(0, ops.shape(chunk)[0], body, images)
+
+    spec = [((None, *shape), "float32"), ((None, units), "float32"), ((None, 2), "int32")]
+    fn = _gradients.compile(run, probe, spec)
+    verbose = 1 if verbose == "auto" else int(verbose)
+    bar = keras.utils.Progbar(steps, unit_name="step") if verbose else None
+    per_call = steps if not verbose else max(1, steps // 10)
+    done = 0
+    while done < steps:
+        chunk = shifts[done : done + per_call]
+        x = fn(x, onehot, chunk)
+        done += len(chunk)
+        if bar is not None:
+            bar.update(done)
+    if output == "input":
+        return x
+    low = x.min(axis=(1, 2, 3), keepdims=True)
+    high = x.max(axis=(1, 2, 3), keepdims=True)
+    return ((x - low) / np.where(high > low, high - low, 1.0)).astype(np.float32)
+
+
+def _filter_indices(filters, units, name, kind):
+    what = {"spatial": "filters", "units": "units", "class": "classes"}[kind]
+    if filters is None:
+        return np.arange(units)
+    index = np.atleast_1d(np.asarray(filters))
+    if index.ndim != 1 or index.size == 0 or not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(
+            f"Expected `filters` to be None, an int or a list of ints. Received: {filters!r}"
+        )
+    bad = index[(index < 0) | (index >= units)]
+    if bad.size:
+        raise ValueError(
+            f"Filter index {int(bad[0])} is out of range: layer {name!r} has {units} {what} "
+            f"(0 to {units - 1})."
+        )
+    return index

@@ -16,6 +16,8 @@ Both see inside nested models, through the replay of `keras_fer_viz.layers`.
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 from keras import ops
@@ -77,13 +79,27 @@ def feature_maps(model, layer, images, batch_size=64) -> np.ndarray:
     return np.concatenate([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
+# model -> {key: probe or compiled loop}: a second call with the same model
+# and layer (a callback at every epoch) neither rebuilds nor retraces. Weak
+# keys: the cache goes with the model.
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _objective_probe(model, layer):
-    """(probe, kind, units): what to maximise for `layer`.
+    """(layer, probe, kind, units): what to maximise for `layer`.
 
     kind is "spatial" (mean of a filter's map), "units" (a unit of a flat
     layer) or "class" (a class logit, for the model's output layer).
     """
     target = resolve_layer(model, layer)
+    cache = _CACHE.setdefault(model, {})
+    key = ("probe", id(target))
+    if key not in cache:
+        cache[key] = _build_objective_probe(model, target)
+    return cache[key]
+
+
+def _build_objective_probe(model, target):
     if target is output_layer(model):
         probe, _ = build_probe(model, (), score="logit")
         return target, probe, "class", int(probe.outputs[-1].shape[-1])
@@ -112,6 +128,7 @@ def maximize_activation(
     jitter=2,
     value_range=(0.0, 255.0),
     output="display",
+    score="probability",
     verbose="auto",
 ):
     """Images that maximally activate the filters of a layer, by gradient ascent.
@@ -150,6 +167,12 @@ def maximize_activation(
         output: ``"display"``: each image stretched to [0, 1] for showing;
             ``"input"``: in the model's input units, to feed back to it.
             Defaults to `"display"`.
+        score: for the model's output layer only: ``"probability"``
+            maximises the log-probability of the class (its logit minus the
+            log-sum-exp of all logits), so the image is one the model
+            assigns to that class; ``"logit"`` maximises the logit alone
+            (Simonyan et al. 2014), which may raise other classes too.
+            Defaults to `"probability"`.
         verbose: 0 silent, or "auto"/1 for a Keras progress bar over steps.
             Defaults to `"auto"`.
 
@@ -188,6 +211,8 @@ def maximize_activation(
         )
     if output not in ("display", "input"):
         raise ValueError(f"Expected output 'display' or 'input'. Received: {output!r}")
+    if score not in ("probability", "logit"):
+        raise ValueError(f"Expected score 'probability' or 'logit'. Received: {score!r}")
     shape = input_shape(model)
     if any(d is None for d in shape):
         raise ValueError(
@@ -203,28 +228,59 @@ def maximize_activation(
     start = rng.uniform(-1, 1, (int(index.max()) + 1, *shape))[index]
     x = (mid + span * 0.05 * start).astype(np.float32)
     onehot = np.eye(units, dtype=np.float32)[index]
+    settings = np.array([learning_rate, l2, total_variation, lo, hi], np.float32)
+    fn = _ascent_loop(model, target, probe, kind, units, score, shape)
+    verbose = 1 if verbose == "auto" else int(verbose)
+    bar = keras.utils.Progbar(steps, unit_name="step") if verbose else None
+    per_call = steps if not verbose else max(1, steps // 10)
+    done = 0
+    while done < steps:
+        chunk = shifts[done : done + per_call]
+        x = fn(x, onehot, chunk, settings)
+        done += len(chunk)
+        if bar is not None:
+            bar.update(done)
+    if output == "input":
+        return x
+    low = x.min(axis=(1, 2, 3), keepdims=True)
+    high = x.max(axis=(1, 2, 3), keepdims=True)
+    return ((x - low) / np.where(high > low, high - low, 1.0)).astype(np.float32)
+
+
+def _ascent_loop(model, target, probe, kind, units, score, shape):
+    """The compiled ascent loop for one layer, built and traced once per model."""
+    cache = _CACHE.setdefault(model, {})
+    key = ("loop", id(target), score)
+    if key in cache:
+        return cache[key]
     forward = _gradients.forward(probe)
 
     def activation(images, select):
         out = forward([images])[-1]
         if kind == "spatial":
             out = ops.mean(out, axis=(1, 2))
+        elif kind == "class" and score == "probability":
+            out = ops.log_softmax(out, axis=-1)
         return ops.sum(out * select)
 
     def variation(images):
-        z = images / span
-        return ops.sum(ops.abs(z[:, 1:] - z[:, :-1])) + ops.sum(ops.abs(z[:, :, 1:] - z[:, :, :-1]))
+        return ops.sum(ops.abs(images[:, 1:] - images[:, :-1])) + ops.sum(
+            ops.abs(images[:, :, 1:] - images[:, :, :-1])
+        )
 
     ascend, smooth = _gradients.grad(activation), _gradients.grad(variation)
 
     def unit_rms(g):
         return g / (ops.sqrt(ops.mean(ops.square(g), axis=(1, 2, 3), keepdims=True)) + 1e-12)
 
-    def run(images, select, chunk):
+    def run(images, select, shifts, settings):
+        learning_rate, l2, total_variation, lo, hi = (settings[i] for i in range(5))
+        mid, span = (lo + hi) / 2, hi - lo
+
         # Each direction is normalised on its own, so the regularisers weigh
         # the same against any layer, whatever the scale of its activations.
         def body(i, images):
-            dy, dx = chunk[i, 0], chunk[i, 1]
+            dy, dx = shifts[i, 0], shifts[i, 1]
             shifted = ops.roll(ops.roll(images, dy, axis=1), dx, axis=2)
             _, g = ascend(shifted, select)
             g = ops.roll(ops.roll(g, -dy, axis=1), -dx, axis=2)
@@ -234,25 +290,16 @@ def maximize_activation(
             images = mid + (1.0 - l2) * (images - mid)  # L2 decay towards grey
             return ops.clip(images, lo, hi)
 
-        return ops.fori_loop(0, ops.shape(chunk)[0], body, images)
+        return ops.fori_loop(0, ops.shape(shifts)[0], body, images)
 
-    spec = [((None, *shape), "float32"), ((None, units), "float32"), ((None, 2), "int32")]
-    fn = _gradients.compile(run, probe, spec)
-    verbose = 1 if verbose == "auto" else int(verbose)
-    bar = keras.utils.Progbar(steps, unit_name="step") if verbose else None
-    per_call = steps if not verbose else max(1, steps // 10)
-    done = 0
-    while done < steps:
-        chunk = shifts[done : done + per_call]
-        x = fn(x, onehot, chunk)
-        done += len(chunk)
-        if bar is not None:
-            bar.update(done)
-    if output == "input":
-        return x
-    low = x.min(axis=(1, 2, 3), keepdims=True)
-    high = x.max(axis=(1, 2, 3), keepdims=True)
-    return ((x - low) / np.where(high > low, high - low, 1.0)).astype(np.float32)
+    spec = [
+        ((None, *shape), "float32"),
+        ((None, units), "float32"),
+        ((None, 2), "int32"),
+        ((5,), "float32"),
+    ]
+    cache[key] = _gradients.compile(run, probe, spec)
+    return cache[key]
 
 
 def _filter_indices(filters, units, name, kind):

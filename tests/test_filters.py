@@ -163,3 +163,12 @@ def test_reference_cnn_third_conv_layer_shape():
     layer = kfv.conv_layers(model)[2]
     images = maximize_activation(model, layer, [0, 5], steps=3, verbose=0)
     assert layer.name == "block2_conv1" and images.shape == (2, 48, 48, 1)
+
+
+def test_a_second_call_reuses_the_compiled_loop(small_cnn):
+    from keras_fer_viz.filters import _CACHE
+
+    maximize_activation(small_cnn, "conv2", [0], steps=3, value_range=(0, 1), verbose=0)
+    maximize_activation(small_cnn, "conv2", [1, 2], steps=5, l2=0.1, jitter=0, verbose=0)
+    loops = [fn for key, fn in _CACHE[small_cnn].items() if key[0] == "loop"]
+    assert loops and all(fn.trace_count() == 1 for fn in loops)

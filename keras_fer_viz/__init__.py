@@ -41,6 +41,7 @@ _EXPORTS = {
     "gap_head": "keras_fer_viz.cam",
     "maximize_activation": "keras_fer_viz.filters",
     "feature_maps": "keras_fer_viz.filters",
+    "Lime": "keras_fer_viz.lime",
 }
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "GradCAM",
     "GradCAMPlusPlus",
     "IntegratedGradients",
+    "Lime",
     "Saliency",
     "SmoothGrad",
     "SyntheticFaces",
@@ -98,6 +100,7 @@ if TYPE_CHECKING:  # static tools see the real definitions
         spatial_layers,
         submodel,
     )
+    from keras_fer_viz.lime import Lime
     from keras_fer_viz.models import fer_cnn
     from keras_fer_viz.saliency import IntegratedGradients, Saliency, SmoothGrad
     from keras_fer_viz.training import BestModelCheckpoint, per_class_accuracy, train

@@ -73,7 +73,15 @@ __all__ = [
 assert sorted(__all__) == sorted(_EXPORTS)
 
 
+# Submodules reachable as attributes (kfv.figures.saliency_grid, ...).
+_SUBMODULES = {"figures", "layers", "report", "spec"}
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"keras_fer_viz.{name}")
+        globals()[name] = value
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'keras_fer_viz' has no attribute {name!r}")
@@ -83,10 +91,11 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
 
 
 if TYPE_CHECKING:  # static tools see the real definitions
+    from keras_fer_viz import figures, layers, report, spec  # noqa: F401
     from keras_fer_viz.cam import CAM, gap_head
     from keras_fer_viz.data.fer2013 import EMOTIONS, load_fer2013
     from keras_fer_viz.data.synthetic import SyntheticFaces, synthetic_faces

@@ -71,11 +71,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_training_options(train, epochs=30)
 
+    report = sub.add_parser(
+        "report",
+        help="render every figure of the spec for a model into a folder with an index.html",
+        description="Explain a trained model: render every entry of the figure spec "
+        "(saliency, filters, feature maps, LIME, confusion matrix, Grad-CAM, CAM, training "
+        "curves) to PNG files in DIR, with DIR/index.html holding the captions, the model "
+        "summary and the accuracy per class. A figure that fails is reported and the others "
+        "go on. Nothing is written outside DIR.",
+    )
+    report.add_argument(
+        "--model", required=True, type=Path, metavar="MODEL.keras", help="a saved Keras model"
+    )
+    report.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH|synthetic",
+        help="a FER2013 CSV file (its PrivateTest rows are explained, Training rows train the "
+        "CAM head), or 'synthetic' for built-in faces",
+    )
+    report.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    report.add_argument(
+        "--spec", type=Path, metavar="FILE", help="a figure spec (default: the packaged one)"
+    )
+    report.add_argument(
+        "--history",
+        type=Path,
+        metavar="FILE",
+        help="a JSON file of a Keras History.history dict, for the training curves",
+    )
+    report.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=7000,
+        help="synthetic training faces for the CAM head (default: %(default)s)",
+    )
+    report.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    report.add_argument(
+        "--allow-unsafe",
+        action="store_true",
+        help="load a model that Keras' safe mode refuses (it runs code stored in the file, "
+        "e.g. a Lambda layer): only for files you trust",
+    )
+    report.add_argument("--quiet", action="store_true", help="no progress bar")
+
     demo = sub.add_parser(
         "demo",
-        help="synthetic faces -> train the reference CNN -> summary in a folder",
+        help="synthetic faces -> train the reference CNN -> the full report in a folder",
         description="Draw synthetic faces, train the reference CNN on them, and write the "
-        "model and the held-out accuracy per class into an output folder.",
+        "model, the held-out accuracy per class and the full figure report (index.html) "
+        "into an output folder.",
     )
     demo.add_argument(
         "--out",
@@ -131,6 +176,8 @@ def main(argv=None) -> int:
             _train_command(args)
         elif args.command == "demo":
             _demo_command(args)
+        elif args.command == "report":
+            _report_command(args)
     except (ValueError, FileNotFoundError) as err:
         print(f"keras-fer-viz {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -252,6 +299,64 @@ def _train_command(args) -> None:
     print(f"\nBest model saved to {args.out}\nHeld-out accuracy per class:\n{summary['table']}")
 
 
+def load_model(path: Path, allow_unsafe: bool = False):
+    """Loads a .keras model in Keras' safe mode, with a clear refusal when it needs more."""
+    import keras
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--model: no such file: {str(path)!r}")
+    try:
+        return keras.saving.load_model(path, safe_mode=not allow_unsafe)
+    except ValueError as err:
+        if "safe_mode" in str(err) or "unsafe" in str(err).lower():
+            raise ValueError(
+                f"Model {str(path)!r} needs unsafe loading: it holds Python code (such as a "
+                "Lambda layer) that Keras' safe mode will not run. If you trust the file, pass "
+                "--allow-unsafe."
+            ) from None
+        raise
+
+
+def _report_command(args) -> None:
+    import keras
+
+    from keras_fer_viz.report import write_report
+    from keras_fer_viz.spec import load_spec
+
+    spec = load_spec(args.spec)  # a bad spec fails before anything is loaded or written
+    history = None
+    if args.history is not None:
+        if not args.history.is_file():
+            raise FileNotFoundError(f"--history: no such file: {str(args.history)!r}")
+        history = json.loads(args.history.read_text())
+        if not isinstance(history, dict):
+            raise ValueError(
+                f"--history must hold a JSON object (History.history). "
+                f"Received: {type(history).__name__}"
+            )
+    model = load_model(args.model, args.allow_unsafe)
+    keras.utils.set_random_seed(args.seed)
+    splits = load_splits(args.data, samples=args.samples, seed=args.seed)
+    result = write_report(
+        model,
+        *splits["test"],
+        args.out,
+        spec,
+        history=history,
+        train_data=splits["train"],
+        verbose=0 if args.quiet else "auto",
+    )
+    _print_report(result)
+
+
+def _print_report(result) -> None:
+    print(f"\nWrote {len(result.figures)} figures and {result.index}.")
+    for name, why in result.skipped.items():
+        print(f"  skipped {name}: {why}")
+    for name, why in result.failed.items():
+        print(f"  FAILED {name}: {why}")
+
+
 def _demo_command(args) -> None:
     from keras_fer_viz import _io
 
@@ -272,11 +377,23 @@ def _demo_command(args) -> None:
         out / "summary.txt",
         "Held-out accuracy per class (synthetic faces)\n\n" + summary["table"] + "\n",
     )
+    logs = {k: [float(v) for v in values] for k, values in history.history.items()}
+    _io.write_text(out / "history.json", json.dumps(logs, indent=2) + "\n")
     print(f"\nHeld-out accuracy per class:\n{summary['table']}")
-    print(
-        f"\nWrote {out / 'model.keras'}, {out / 'summary.txt'} and {out / 'summary.json'} "
-        f"in {time.perf_counter() - start:.0f} s."
+    print("\nExplaining the model: every figure of the spec.")
+    from keras_fer_viz.report import write_report
+
+    result = write_report(
+        model,
+        *splits["test"],
+        out,
+        history=logs,
+        train_data=splits["train"],
+        title="keras-fer-viz demo: the reference CNN on synthetic faces",
+        verbose=0 if args.quiet else "auto",
     )
+    _print_report(result)
+    print(f"Open {out / 'index.html'}. Done in {time.perf_counter() - start:.0f} s.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,3 +16,54 @@ settings.register_profile(
     "dev", deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+# The small trained model of tests/fixtures/ (made by make_fixtures.py) and
+# the faces the figure tests explain: inference only, so figures are the same
+# in every run.
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def fixture_model():
+    import keras
+
+    return keras.saving.load_model(FIXTURES / "fer_cnn_small.keras")
+
+
+@pytest.fixture(scope="session")
+def fixture_cam_model():
+    import keras
+
+    return keras.saving.load_model(FIXTURES / "fer_cnn_small_gap.keras")
+
+
+@pytest.fixture(scope="session")
+def fixture_history():
+    return json.loads((FIXTURES / "history.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def report_faces():
+    from keras_fer_viz.data import synthetic_faces
+
+    return synthetic_faces(700, seed=1)
+
+
+@pytest.fixture()
+def report_context(fixture_model, fixture_cam_model, fixture_history, report_faces):
+    from keras_fer_viz.report import ReportContext
+
+    return ReportContext(
+        fixture_model,
+        report_faces.images,
+        report_faces.labels,
+        history=fixture_history,
+        cam_model=fixture_cam_model,
+    )

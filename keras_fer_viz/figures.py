@@ -1,0 +1,492 @@
+"""Matplotlib figures of the explanations: computed data in, `Figure` out.
+
+Every function takes arrays that were computed elsewhere (by the
+explainers, `maximize_activation`, `feature_maps`, scikit-learn) and draws
+them; nothing here runs a model, so drawing is testable on its own (the
+split of scikit-learn's ``ConfusionMatrixDisplay``). Figures are built with
+`matplotlib.figure.Figure`, never pyplot, so they hold no global state and
+are safe in callbacks and threads; functions that draw one panel take
+``ax=None``. Sizes suit 100 dpi.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from keras_fer_viz.data.fer2013 import EMOTIONS
+
+__all__ = [
+    "saliency_grid",
+    "overlay_grid",
+    "filter_grid",
+    "class_image_grid",
+    "feature_map_grid",
+    "lime_grid",
+    "confusion_matrix",
+    "training_curves",
+    "epoch_grid",
+    "caption",
+]
+
+_MAP_CMAP = "inferno"
+_OVERLAY_CMAP = "jet"
+
+
+def _gray(image):
+    """(H, W) or (H, W, 1) -> (H, W); RGB stays (H, W, 3), scaled to [0, 1]."""
+    image = np.asarray(image, dtype=float)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    lo, hi = image.min(), image.max()
+    return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+
+
+def _show_image(ax, image):
+    image = _gray(image)
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+    _bare(ax)
+
+
+def _bare(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def caption(name, label=None, prediction=None, confidence=None, class_names=EMOTIONS) -> str:
+    """A panel title: the true class, then the prediction and its confidence."""
+    lines = [] if name is None else [str(name)]
+    if label is not None:
+        lines.append(f"true: {class_names[int(label)]}")
+    if prediction is not None:
+        text = f"pred: {class_names[int(prediction)]}"
+        if confidence is not None:
+            text += f" ({float(confidence):.2f})"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def _check_pairs(images, maps):
+    images, maps = np.asarray(images), np.asarray(maps)
+    if images.ndim not in (3, 4) or maps.ndim != 3 or len(images) != len(maps) or not len(maps):
+        raise ValueError(
+            "Expected images (N, H, W[, C]) and maps (N, H, W) with the same N >= 1. Received: "
+            f"images shape={images.shape}, maps shape={maps.shape}"
+        )
+    return images, maps
+
+
+def _titles(n, labels, predictions, confidences, class_names, names=None):
+    def pick(values, i):
+        return None if values is None else values[i]
+
+    return [
+        caption(
+            pick(names, i), pick(labels, i), pick(predictions, i), pick(confidences, i), class_names
+        )
+        for i in range(n)
+    ]
+
+
+def saliency_grid(
+    images,
+    maps,
+    labels=None,
+    predictions=None,
+    confidences=None,
+    class_names=EMOTIONS,
+    title="Saliency maps",
+    cmap=_MAP_CMAP,
+):
+    """Faces above their maps, one column per image (e.g. one per emotion).
+
+    Args:
+        images: (N, H, W[, C]) images, any value range.
+        maps: (N, H, W) maps in [0, 1] (e.g. from `Saliency.explain`).
+        labels: true classes (N,), or None. Defaults to `None`.
+        predictions: predicted classes (N,), or None. Defaults to `None`.
+        confidences: probability of each prediction (N,), or None.
+            Defaults to `None`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        title: the figure's title. Defaults to `"Saliency maps"`.
+        cmap: colour map of the maps. Defaults to `"inferno"`.
+
+    Returns:
+        A `matplotlib.figure.Figure` with a colour bar for the maps.
+
+    Example:
+
+    >>> import numpy as np
+    >>> fig = saliency_grid(np.zeros((7, 48, 48, 1)), np.zeros((7, 48, 48)), labels=range(7))
+    >>> len(fig.axes)  # 7 faces, 7 maps, 1 colour bar
+    15
+    """
+    images, maps = _check_pairs(images, maps)
+    n = len(images)
+    fig = Figure(figsize=(1.6 * n + 0.8, 3.9), dpi=100, layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False)
+    titles = _titles(n, labels, predictions, confidences, class_names)
+    shown = None
+    for i in range(n):
+        _show_image(axes[0, i], images[i])
+        axes[0, i].set_title(titles[i], fontsize=8)
+        shown = axes[1, i].imshow(maps[i], cmap=cmap, vmin=0, vmax=1)
+        _bare(axes[1, i])
+    axes[0, 0].set_ylabel("face", fontsize=8)
+    axes[1, 0].set_ylabel("map", fontsize=8)
+    fig.colorbar(shown, ax=axes[1, :].tolist(), shrink=0.9, label="relevance")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def overlay_grid(
+    images,
+    maps,
+    labels=None,
+    predictions=None,
+    confidences=None,
+    class_names=EMOTIONS,
+    title="Grad-CAM",
+    alpha=0.45,
+    cmap=_OVERLAY_CMAP,
+):
+    """Maps laid over their faces, one panel per image (Grad-CAM, CAM).
+
+    Args:
+        images: (N, H, W[, C]) images.
+        maps: (N, H, W) maps in [0, 1], at the images' resolution.
+        labels, predictions, confidences, class_names: as in `saliency_grid`.
+        title: the figure's title. Defaults to `"Grad-CAM"`.
+        alpha: opacity of the map. Defaults to `0.45`.
+        cmap: colour map. Defaults to `"jet"`.
+
+    Returns:
+        A `matplotlib.figure.Figure` with a colour bar.
+    """
+    images, maps = _check_pairs(images, maps)
+    n = len(images)
+    fig = Figure(figsize=(1.6 * n + 0.8, 2.3), dpi=100, layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    titles = _titles(n, labels, predictions, confidences, class_names)
+    shown = None
+    for i in range(n):
+        _show_image(axes[i], images[i])
+        shown = axes[i].imshow(maps[i], cmap=cmap, vmin=0, vmax=1, alpha=alpha)
+        axes[i].set_title(titles[i], fontsize=8)
+    fig.colorbar(shown, ax=axes.tolist(), shrink=0.9, label="relevance")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _grid_shape(count, columns):
+    columns = max(1, min(columns, count))
+    return int(np.ceil(count / columns)), columns
+
+
+def filter_grid(images, filters=None, columns=8, title="Filters"):
+    """Gradient-ascent images of a layer's filters, labelled with their indices.
+
+    Args:
+        images: (F, H, W[, C]) images, e.g. from `maximize_activation`.
+        filters: the filter index of each image; None for 0..F-1.
+            Defaults to `None`.
+        columns: panels per row. Defaults to `8`.
+        title: the figure's title. Defaults to `"Filters"`.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
+    images = np.asarray(images)
+    if images.ndim not in (3, 4) or not len(images):
+        raise ValueError(f"Expected images (F, H, W[, C]). Received: shape={images.shape}")
+    filters = np.arange(len(images)) if filters is None else np.asarray(filters)
+    rows, columns = _grid_shape(len(images), columns)
+    fig = Figure(figsize=(1.05 * columns, 1.15 * rows + 0.4), dpi=100, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k < len(images):
+            _show_image(ax, images[k])
+            ax.set_title(f"#{int(filters[k])}", fontsize=7, pad=2)
+        else:
+            ax.set_axis_off()
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def class_image_grid(images, probabilities=None, class_names=EMOTIONS, title="Class images"):
+    """The image each class wants most (gradient ascent on the output), one per class.
+
+    Args:
+        images: (K, H, W[, C]) images, one per class.
+        probabilities: the model's probability of each image's own class
+            (K,), or None. Defaults to `None`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        title: the figure's title. Defaults to `"Class images"`.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
+    images = np.asarray(images)
+    n = len(images)
+    fig = Figure(figsize=(1.6 * n, 2.1), dpi=100, layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for i, ax in enumerate(axes):
+        _show_image(ax, images[i])
+        text = class_names[i]
+        if probabilities is not None:
+            text += f"\np = {float(probabilities[i]):.2f}"
+        ax.set_title(text, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def feature_map_grid(maps, image=None, top=8, columns=8, label=None, title="Feature maps"):
+    """Every filter's output for one face, with the filters it activates most outlined.
+
+    Filters are ranked by their mean activation on the face; the `top` ones
+    get a red frame and their rank, as report B of the study marked the
+    filters an angry face activates most.
+
+    Args:
+        maps: (h, w, F) activations of one image (from `feature_maps`).
+        image: the face itself, shown first, or None. Defaults to `None`.
+        top: filters to mark. Defaults to `8`.
+        columns: panels per row. Defaults to `8`.
+        label: the face's class name for the title, or None. Defaults to `None`.
+        title: the figure's title. Defaults to `"Feature maps"`.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
+    maps = np.asarray(maps)
+    if maps.ndim != 3:
+        raise ValueError(f"Expected the maps of one image, (h, w, F). Received: shape={maps.shape}")
+    count = maps.shape[-1]
+    means = maps.mean(axis=(0, 1))
+    ranked = np.argsort(-means, kind="stable")[: max(0, min(top, count))]
+    rank_of = {int(f): r + 1 for r, f in enumerate(ranked)}
+    panels = count + (image is not None)
+    rows, columns = _grid_shape(panels, columns)
+    fig = Figure(figsize=(1.05 * columns, 1.15 * rows + 0.5), dpi=100, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).flat
+    offset = 0
+    if image is not None:
+        _show_image(axes[0], image)
+        axes[0].set_title(label or "face", fontsize=7, pad=2)
+        offset = 1
+    peak = float(maps.max()) if maps.max() > 0 else 1.0
+    for f in range(count):
+        ax = axes[offset + f]
+        ax.imshow(maps[..., f], cmap="viridis", vmin=0, vmax=peak)
+        _bare(ax)
+        if f in rank_of:
+            ax.set_title(f"#{f} (top {rank_of[f]})", fontsize=6, pad=2, color="red")
+            for spine in ax.spines.values():
+                spine.set_edgecolor("red")
+                spine.set_linewidth(2.5)
+        else:
+            ax.set_title(f"#{f}", fontsize=6, pad=2)
+    for ax in list(axes)[offset + count :]:
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def lime_grid(
+    images,
+    segments,
+    weights,
+    labels=None,
+    predictions=None,
+    confidences=None,
+    class_names=EMOTIONS,
+    num_features=5,
+    title="LIME",
+):
+    """Faces with the superpixels for (green) and against (red) the explained class.
+
+    Args:
+        images: (N, H, W[, C]) images.
+        segments: (N, H, W) superpixel labels (`LimeExplanation.segments`).
+        weights: a list of N arrays of signed superpixel weights.
+        labels, predictions, confidences, class_names: as in `saliency_grid`.
+        num_features: superpixels shown on each side. Defaults to `5`.
+        title: the figure's title. Defaults to `"LIME"`.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
+    from skimage.segmentation import find_boundaries
+
+    images = np.asarray(images)
+    n = len(images)
+    fig = Figure(figsize=(1.6 * n + 0.2, 2.5), dpi=100, layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    titles = _titles(n, labels, predictions, confidences, class_names)
+    for i, ax in enumerate(axes):
+        base = _gray(images[i])
+        rgb = np.dstack([base] * 3) if base.ndim == 2 else base.copy()
+        w = np.asarray(weights[i])
+        seg = np.asarray(segments[i])
+        order = np.argsort(-np.abs(w), kind="stable")
+        positive = [s for s in order if w[s] > 0][:num_features]
+        negative = [s for s in order if w[s] < 0][:num_features]
+        for chosen, colour in ((positive, (0.1, 0.8, 0.1)), (negative, (0.9, 0.1, 0.1))):
+            region = np.isin(seg, chosen)
+            rgb[region] = 0.6 * rgb[region] + 0.4 * np.array(colour)
+            edge = find_boundaries(np.where(region, seg, -1), mode="inner") & region
+            rgb[edge] = colour
+        ax.imshow(np.clip(rgb, 0, 1))
+        _bare(ax)
+        ax.set_title(titles[i], fontsize=8)
+    fig.suptitle(
+        f"{title} (green: for the class, red: against; top {num_features} each)", fontsize=10
+    )
+    return fig
+
+
+def confusion_matrix(y_true, y_pred, class_names=EMOTIONS, title="Confusion matrix", ax=None):
+    """The row-normalised confusion matrix, with counts, from scikit-learn.
+
+    Each row is a true class; a cell holds the share of that class
+    predicted as the column's class, and the count below it.
+
+    Args:
+        y_true: true classes (N,).
+        y_pred: predicted classes (N,).
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        title: the panel's title (the overall accuracy is added).
+            Defaults to `"Confusion matrix"`.
+        ax: an Axes to draw into, or None for a new figure. Defaults to `None`.
+
+    Returns:
+        The `matplotlib.figure.Figure` drawn into.
+
+    Example:
+
+    >>> fig = confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], class_names=["a", "b", "c"])
+    >>> fig.axes[0].get_title()
+    'Confusion matrix (accuracy 0.75, n = 4)'
+    """
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1 or not len(y_true):
+        raise ValueError(
+            "Expected y_true and y_pred of the same shape (N,), N >= 1. Received: "
+            f"{y_true.shape} and {y_pred.shape}"
+        )
+    k = len(class_names)
+    counts = sk_confusion_matrix(y_true, y_pred, labels=np.arange(k))
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    if ax is None:
+        fig = Figure(figsize=(0.75 * k + 2.2, 0.7 * k + 1.4), dpi=100, layout="constrained")
+        ax = fig.subplots()
+    fig = ax.figure
+    shown = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for r in range(k):
+        for c in range(k):
+            colour = "white" if shares[r, c] > 0.55 else "black"
+            ax.text(
+                c,
+                r,
+                f"{shares[r, c]:.2f}\n({counts[r, c]})",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=colour,
+            )
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = float((y_true == y_pred).mean())
+    ax.set_title(f"{title} (accuracy {accuracy:.2f}, n = {len(y_true)})", fontsize=10)
+    fig.colorbar(shown, ax=ax, shrink=0.8, label="share of the true class")
+    return fig
+
+
+def training_curves(history, title="Training curves"):
+    """Loss and accuracy per epoch, training and validation.
+
+    Args:
+        history: a `keras.callbacks.History` or its ``.history`` dict
+            (``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``; missing
+            ones are left out).
+        title: the figure's title. Defaults to `"Training curves"`.
+
+    Returns:
+        A `matplotlib.figure.Figure` with two panels.
+    """
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, dict) or not logs.get("loss"):
+        raise ValueError(
+            "Expected a Keras History or its .history dict with a 'loss' list. Received: "
+            f"{type(history).__name__}"
+        )
+    fig = Figure(figsize=(8, 3.2), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for key, style, name in (
+            (metric, "o-", "training"),
+            (f"val_{metric}", "s--", "validation"),
+        ):
+            values = logs.get(key)
+            if values:
+                ax.plot(np.arange(1, len(values) + 1), values, style, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def epoch_grid(
+    images,
+    maps_by_epoch,
+    epochs,
+    labels=None,
+    class_names=EMOTIONS,
+    title="Attention across epochs",
+    alpha=0.45,
+    cmap=_OVERLAY_CMAP,
+):
+    """The same faces' maps at successive epochs: rows are epochs, columns faces.
+
+    Args:
+        images: (N, H, W[, C]) the probe faces.
+        maps_by_epoch: (E, N, H, W) maps in [0, 1].
+        epochs: the E epoch numbers (1-based), for the row labels.
+        labels: true classes of the faces, or None. Defaults to `None`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        title: the figure's title. Defaults to `"Attention across epochs"`.
+        alpha: opacity of the maps. Defaults to `0.45`.
+        cmap: colour map. Defaults to `"jet"`.
+
+    Returns:
+        A `matplotlib.figure.Figure` with a colour bar.
+    """
+    images, stack = np.asarray(images), np.asarray(maps_by_epoch)
+    if stack.ndim != 4 or stack.shape[1] != len(images) or len(epochs) != len(stack):
+        raise ValueError(
+            f"Expected maps (E, N, H, W) for N = {len(images)} images and E = {len(epochs)} "
+            f"epochs. Received: shape={stack.shape}"
+        )
+    rows, n = stack.shape[:2]
+    fig = Figure(figsize=(1.4 * n + 1.2, 1.4 * rows + 0.6), dpi=100, layout="constrained")
+    axes = fig.subplots(rows, n, squeeze=False)
+    shown = None
+    for r in range(rows):
+        for i in range(n):
+            _show_image(axes[r, i], images[i])
+            shown = axes[r, i].imshow(stack[r, i], cmap=cmap, vmin=0, vmax=1, alpha=alpha)
+            if r == 0 and labels is not None:
+                axes[r, i].set_title(class_names[int(labels[i])], fontsize=8)
+        axes[r, 0].set_ylabel(f"epoch {int(epochs[r])}", fontsize=8)
+    fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="relevance")
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -1,0 +1,459 @@
+"""Renders a figure spec into a folder of PNGs and an index.html.
+
+`render_figure` computes what one spec entry asks for (with the explainers,
+`maximize_activation`, `feature_maps`, LIME, scikit-learn) and draws it with
+`keras_fer_viz.figures`; `write_report` does so for every entry, writes each
+PNG atomically into the output folder, goes on when a figure fails (and
+says why in the index), and writes ``index.html`` with the captions, the
+model's summary and its accuracy per class. The figure tests call the same
+`render_figure` on the same spec.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_fer_viz import _io, figures
+from keras_fer_viz.data.fer2013 import EMOTIONS
+from keras_fer_viz.spec import FigureSpec, load_spec
+
+__all__ = ["ReportContext", "ReportResult", "SkipFigure", "render_figure", "write_report"]
+
+
+class SkipFigure(Exception):
+    """A figure that cannot be drawn from what the report was given (not an error)."""
+
+
+@dataclass
+class ReportContext:
+    """What the figures are computed from.
+
+    Attributes:
+        model: the classifier.
+        x: held-out images (N, H, W, C), as the model takes them.
+        y: their integer labels (N,).
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        history: a Keras ``History.history`` dict, for the training curves.
+        train_data: ``(x, y)`` to train a CAM head on; None uses `x, y`.
+        cam_model: a ready GAP-head model for CAM (skips `gap_head`).
+        epoch_figures: ``{callback name: [(epoch, png path), ...]}`` from
+            the training callbacks, for "epochs" entries.
+    """
+
+    model: keras.Model
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple = EMOTIONS
+    history: dict | None = None
+    train_data: tuple | None = None
+    cam_model: keras.Model | None = None
+    epoch_figures: dict = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def probabilities(self) -> np.ndarray:
+        """The model's class probabilities for all of `x` (computed once)."""
+        if "probs" not in self._cache:
+            self._cache["probs"] = self.model.predict(self.x, batch_size=256, verbose=0)
+        return self._cache["probs"]
+
+
+@dataclass
+class ReportResult:
+    """What `write_report` wrote."""
+
+    out_dir: Path
+    index: Path
+    figures: dict  # id -> Path of the PNG
+    failed: dict  # id -> message
+    skipped: dict  # id -> reason
+
+
+def pick_faces(y, classes="all", images_per_class=1, seed=0, class_names=EMOTIONS) -> np.ndarray:
+    """Indices of `images_per_class` images of each class, in class order, seeded.
+
+    A class without images is left out.
+
+    Raises:
+        ValueError: if no class has images.
+    """
+    y = np.asarray(y)
+    wanted = (
+        range(len(class_names))
+        if classes == "all"
+        else [class_names.index(c) if isinstance(c, str) else int(c) for c in classes]
+    )
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in wanted:
+        members = np.flatnonzero(y == c)
+        if len(members):
+            take = min(images_per_class, len(members))
+            chosen.extend(sorted(rng.choice(members, take, replace=False).tolist()))
+    if not chosen:
+        raise ValueError(f"None of the classes {list(wanted)} has images in the data")
+    return np.array(chosen)
+
+
+def _layer(entry: FigureSpec, model):
+    from keras_fer_viz.layers import conv_layers, resolve_layer
+
+    if "layer" in entry.parameters:
+        return resolve_layer(model, entry.parameters["layer"])
+    if "conv_layer" in entry.parameters:
+        convs = conv_layers(model)
+        n = entry.parameters["conv_layer"]
+        if n > len(convs):
+            raise ValueError(
+                f"Figure {entry.id!r} asks for conv layer {n}, but model {model.name!r} has "
+                f"{len(convs)}: {[la.name for la in convs]}"
+            )
+        return convs[n - 1]
+    return None
+
+
+def _faces(entry, ctx):
+    index = pick_faces(
+        ctx.y,
+        entry.get("classes", "all"),
+        entry.get("images_per_class", 1),
+        entry.get("seed", 0),
+        ctx.class_names,
+    )
+    probs = ctx.probabilities()[index]
+    return index, ctx.x[index], ctx.y[index], probs.argmax(axis=1), probs.max(axis=1)
+
+
+def _explained(entry, ctx, explainer, draw, **kwargs):
+    _, images, labels, predicted, confidence = _faces(entry, ctx)
+    maps = explainer.explain(images, target=labels)
+    return draw(
+        images,
+        maps,
+        labels=labels,
+        predictions=predicted,
+        confidences=confidence,
+        class_names=ctx.class_names,
+        title=entry.title,
+        **kwargs,
+    )
+
+
+def _cam_model(entry, ctx):
+    from keras_fer_viz.cam import gap_head
+
+    if ctx.cam_model is not None:
+        return ctx.cam_model
+    key = ("cam", entry.get("layer"), entry.get("conv_layer"), entry.get("epochs", 5))
+    if key not in ctx._cache:
+        x, y = ctx.train_data if ctx.train_data is not None else (ctx.x, ctx.y)
+        ctx._cache[key] = gap_head(
+            ctx.model,
+            _layer(entry, ctx.model),
+            data=(x, y),
+            epochs=entry.get("epochs", 5),
+            verbose=0,
+        )
+    return ctx._cache[key]
+
+
+def render_figure(entry: FigureSpec, ctx: ReportContext):
+    """Computes and draws one spec entry.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+
+    Raises:
+        SkipFigure: if the entry needs something the context lacks (a
+            training history, epoch figures).
+    """
+    from keras_fer_viz import cam, filters, grad_cam, lime, saliency
+    from keras_fer_viz.layers import output_layer
+
+    model, method = ctx.model, entry.method
+    if method == "saliency":
+        return _explained(
+            entry,
+            ctx,
+            saliency.Saliency(model, reduce=entry.get("reduce", "max")),
+            figures.saliency_grid,
+        )
+    if method == "smoothgrad":
+        explainer = saliency.SmoothGrad(
+            model,
+            samples=entry.get("samples", 25),
+            noise=entry.get("noise", 0.15),
+            seed=entry.get("seed", 0),
+        )
+        return _explained(entry, ctx, explainer, figures.saliency_grid)
+    if method == "integrated_gradients":
+        explainer = saliency.IntegratedGradients(model, steps=entry.get("steps", 32))
+        return _explained(entry, ctx, explainer, figures.saliency_grid)
+    if method in ("grad_cam", "grad_cam_plus_plus"):
+        cls = grad_cam.GradCAM if method == "grad_cam" else grad_cam.GradCAMPlusPlus
+        return _explained(entry, ctx, cls(model, _layer(entry, model)), figures.overlay_grid)
+    if method == "cam":
+        cam_model = _cam_model(entry, ctx)
+        report = getattr(cam_model, "head_report", None)
+        title = entry.title
+        if report:
+            title += (
+                f" (head accuracy {report['head_accuracy']:.2f}, "
+                f"model {report['model_accuracy']:.2f})"
+            )
+        _, images, labels, predicted, confidence = _faces(entry, ctx)
+        maps = cam.CAM(cam_model).explain(images, target=labels)
+        return figures.overlay_grid(
+            images,
+            maps,
+            labels=labels,
+            predictions=predicted,
+            confidences=confidence,
+            class_names=ctx.class_names,
+            title=title,
+        )
+    if method == "lime":
+        _, images, labels, predicted, confidence = _faces(entry, ctx)
+        explainer = lime.Lime(
+            model,
+            segmentation=entry.get("segmentation", "slic"),
+            samples=entry.get("samples", 1000),
+            seed=entry.get("seed", 0),
+            verbose=0,
+        )
+        results = explainer.explanations(images, target=labels)
+        return figures.lime_grid(
+            images,
+            [r.segments for r in results],
+            [r.weights for r in results],
+            labels=labels,
+            predictions=predicted,
+            confidences=confidence,
+            class_names=ctx.class_names,
+            num_features=entry.get("num_features", 5),
+            title=entry.title,
+        )
+    if method == "filters":
+        layer = _layer(entry, model)
+        if layer is None:
+            from keras_fer_viz.layers import last_conv_layer
+
+            layer = last_conv_layer(model)
+        chosen = entry.get("filters")
+        if isinstance(chosen, int):
+            chosen = list(range(chosen))
+        images = filters.maximize_activation(
+            model,
+            layer,
+            chosen,
+            steps=entry.get("steps", 100),
+            seed=entry.get("seed", 0),
+            verbose=0,
+        )
+        return figures.filter_grid(
+            images, chosen, columns=entry.get("columns", 8), title=f"{entry.title} ({layer.name})"
+        )
+    if method == "class_images":
+        images = filters.maximize_activation(
+            model,
+            output_layer(model),
+            None,
+            steps=entry.get("steps", 100),
+            seed=entry.get("seed", 0),
+            output="input",
+            verbose=0,
+        )
+        probs = model.predict(images, verbose=0)
+        own = probs[np.arange(len(images)), np.arange(len(images))]
+        return figures.class_image_grid(images, own, class_names=ctx.class_names, title=entry.title)
+    if method == "feature_maps":
+        layer = _layer(entry, model)
+        if layer is None:
+            from keras_fer_viz.layers import last_conv_layer
+
+            layer = last_conv_layer(model)
+        name = entry.get("face_class", ctx.class_names[0])
+        index = pick_faces(ctx.y, [name], 1, entry.get("seed", 0), ctx.class_names)[0]
+        maps = filters.feature_maps(model, layer, ctx.x[index : index + 1])[0]
+        return figures.feature_map_grid(
+            maps,
+            image=ctx.x[index],
+            top=entry.get("top", 8),
+            label=name,
+            title=f"{entry.title} ({layer.name})",
+        )
+    if method == "confusion_matrix":
+        predicted = ctx.probabilities().argmax(axis=1)
+        return figures.confusion_matrix(
+            ctx.y, predicted, class_names=ctx.class_names, title=entry.title
+        )
+    if method == "training_curves":
+        if not ctx.history:
+            raise SkipFigure("no training history was given (--history)")
+        return figures.training_curves(ctx.history, title=entry.title)
+    if method == "epochs":
+        return _epochs_figure(entry, ctx)
+    raise ValueError(f"Figure {entry.id!r}: unknown method {method!r}")  # spec.py checks first
+
+
+def _epochs_figure(entry, ctx):
+    from matplotlib.figure import Figure
+
+    name = entry.get("callback", "grad_cam")
+    shots = ctx.epoch_figures.get(name)
+    if not shots:
+        raise SkipFigure(f"no per-epoch figures from the {name!r} callback")
+    import matplotlib.image as mpimg
+
+    images = [mpimg.imread(str(path)) for _, path in shots]
+    fig = Figure(figsize=(8, 2.6 * len(images)), dpi=100, layout="constrained")
+    axes = fig.subplots(len(images), 1, squeeze=False)[:, 0]
+    for ax, (epoch, _), image in zip(axes, shots, images, strict=True):
+        ax.imshow(image)
+        ax.set_axis_off()
+        ax.set_title(f"epoch {epoch}", fontsize=9, loc="left")
+    fig.suptitle(entry.title, fontsize=10)
+    return fig
+
+
+def _model_summary(model) -> str:
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        model.summary(line_length=100)
+    return buffer.getvalue()
+
+
+def _accuracy_rows(ctx) -> tuple[list, float]:
+    predicted = ctx.probabilities().argmax(axis=1)
+    rows = []
+    for c, name in enumerate(ctx.class_names):
+        members = ctx.y == c
+        n = int(members.sum())
+        rows.append((name, n, float((predicted[members] == c).mean()) if n else None))
+    return rows, float((predicted == ctx.y).mean())
+
+
+def write_report(
+    model,
+    x,
+    y,
+    out_dir,
+    spec=None,
+    *,
+    history=None,
+    train_data=None,
+    class_names=EMOTIONS,
+    epoch_figures=None,
+    cam_model=None,
+    title="keras-fer-viz report",
+    verbose="auto",
+) -> ReportResult:
+    """Renders every entry of a figure spec into `out_dir`, with an index.html.
+
+    Each figure is written atomically as ``out_dir/<file>``; a figure that
+    fails is reported (in the return value, on stderr and in the index) and
+    the others go on. Nothing is written outside `out_dir`.
+
+    Args:
+        model: the classifier to explain.
+        x: held-out images, as the model takes them.
+        y: their integer labels.
+        out_dir: the folder to write (created if needed).
+        spec: a spec file, a list of `FigureSpec`, or None for the packaged
+            spec/figures.toml. Defaults to `None`.
+        history: a Keras History or its dict, for the training curves.
+            Defaults to `None`.
+        train_data: ``(x, y)`` to train the CAM head on; None uses the
+            held-out data. Defaults to `None`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        epoch_figures: per-epoch PNGs of the training callbacks,
+            ``{name: [(epoch, path), ...]}``. Defaults to `None`.
+        cam_model: a ready GAP-head model for CAM entries. Defaults to `None`.
+        title: the page title. Defaults to `"keras-fer-viz report"`.
+        verbose: "auto"/1 for a progress bar over figures, 0 for none.
+            Defaults to `"auto"`.
+
+    Returns:
+        A `ReportResult`.
+    """
+    from keras_fer_viz.training import check_data
+
+    x, y = check_data(model, x, y)
+    entries = spec if isinstance(spec, list) else load_spec(spec)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = ReportContext(
+        model,
+        x,
+        y,
+        tuple(class_names),
+        getattr(history, "history", history),
+        train_data,
+        cam_model,
+        dict(epoch_figures or {}),
+    )
+    verbose = 1 if verbose == "auto" else int(verbose)
+    bar = keras.utils.Progbar(len(entries), unit_name="figure") if verbose else None
+    written, failed, skipped = {}, {}, {}
+    for k, entry in enumerate(entries):
+        try:
+            fig = render_figure(entry, ctx)
+            with _io.atomic_path(out_dir / entry.file) as tmp:
+                fig.savefig(tmp, dpi=100, format="png")
+            written[entry.id] = out_dir / entry.file
+        except SkipFigure as why:
+            skipped[entry.id] = str(why)
+        except Exception as err:  # a failing figure must not stop the report
+            failed[entry.id] = f"{type(err).__name__}: {err}"
+            if verbose:
+                print(f"\nfigure {entry.id!r} failed: {failed[entry.id]}")
+        if bar is not None:
+            bar.update(k + 1)
+    index = out_dir / "index.html"
+    _io.write_text(index, _index_html(title, entries, written, failed, skipped, ctx))
+    return ReportResult(out_dir, index, written, failed, skipped)
+
+
+def _index_html(title, entries, written, failed, skipped, ctx) -> str:
+    e = html.escape
+    rows, overall = _accuracy_rows(ctx)
+    table = "\n".join(
+        f"<tr><td>{e(name)}</td><td>{n}</td><td>{'-' if acc is None else f'{acc:.3f}'}</td></tr>"
+        for name, n, acc in rows
+    )
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+        "figure{margin:2em 0}img{max-width:100%}figcaption{color:#333}"
+        "td,th{padding:2px 10px;text-align:right}pre{background:#f4f4f4;padding:1em;"
+        "overflow-x:auto}.failed{color:#a00}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f"<p>Model <code>{e(ctx.model.name)}</code>, {len(ctx.y)} held-out images.</p>",
+        "<h2>Accuracy per class</h2>",
+        "<table><tr><th>class</th><th>n</th><th>accuracy</th></tr>",
+        table,
+        f"<tr><th>overall</th><th>{len(ctx.y)}</th><th>{overall:.3f}</th></tr></table>",
+    ]
+    for entry in entries:
+        parts.append(f'<section id="{e(entry.id)}"><h2>{e(entry.title)}</h2>')
+        parts.append(f"<p><em>{e(entry.question)}</em></p>")
+        if entry.id in written:
+            parts.append(
+                f'<figure><img src="{e(entry.file)}" alt="{e(entry.title)}">'
+                f"<figcaption>{e(entry.description)}</figcaption></figure>"
+            )
+        elif entry.id in skipped:
+            parts.append(f"<p>Not drawn: {e(skipped[entry.id])}.</p>")
+        else:
+            parts.append(f'<p class="failed">This figure failed: {e(failed[entry.id])}</p>')
+        parts.append("</section>")
+    parts += ["<h2>Model</h2>", f"<pre>{e(_model_summary(ctx.model))}</pre>", "</body></html>"]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,235 @@
+"""The figure spec: which figures a report holds, read from spec/figures.toml.
+
+The spec is a contract shared by the report (`keras-fer-viz report`) and
+the figure tests (one pytest-mpl baseline per entry). Each ``[[figure]]``
+entry names an ``id``, a ``title``, the study ``question`` it answers, a
+``method`` and an output ``file``, and may hold ``description`` and
+``[figure.parameters]``. Entries are checked when read: an unknown method
+or parameter, a wrong type, a duplicate id or a file name that would land
+outside the report folder raises a `SpecError` that names the entry and the
+key.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from keras_fer_viz.data.fer2013 import EMOTIONS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["FigureSpec", "SpecError", "load_spec", "default_spec_path", "METHODS"]
+
+_COMMON = {"classes", "images_per_class", "seed"}
+_LAYER = {"layer", "conv_layer"}
+METHODS: dict[str, set[str]] = {
+    "saliency": _COMMON | {"reduce"},
+    "smoothgrad": _COMMON | {"samples", "noise"},
+    "integrated_gradients": _COMMON | {"steps"},
+    "grad_cam": _COMMON | _LAYER,
+    "grad_cam_plus_plus": _COMMON | _LAYER,
+    "cam": _COMMON | _LAYER | {"epochs"},
+    "lime": _COMMON | {"samples", "segmentation", "num_features"},
+    "filters": _LAYER | {"filters", "steps", "seed", "columns"},
+    "class_images": {"steps", "seed"},
+    "feature_maps": _LAYER | {"face_class", "top", "seed"},
+    "confusion_matrix": set(),
+    "training_curves": set(),
+    "epochs": {"callback"},
+}
+_REQUIRED = ("id", "title", "question", "method", "file")
+_KEYS = set(_REQUIRED) | {"description", "parameters"}
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class SpecError(ValueError):
+    """An invalid figure spec; the message names the entry and the key."""
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One entry of the spec."""
+
+    id: str
+    title: str
+    question: str
+    method: str
+    file: str
+    description: str = ""
+    parameters: dict = field(default_factory=dict)
+
+    def get(self, name, default=None):
+        """A parameter, or `default` when the entry does not set it."""
+        return self.parameters.get(name, default)
+
+
+def default_spec_path() -> Path:
+    """The spec/figures.toml shipped with the package."""
+    return Path(str(resources.files("keras_fer_viz.figure_spec") / "figures.toml"))
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_parameter(where, name, value):
+    def fail(expected):
+        raise SpecError(f"{where}: parameter {name!r} must be {expected}. Received: {value!r}")
+
+    if name in {
+        "images_per_class",
+        "steps",
+        "samples",
+        "epochs",
+        "top",
+        "columns",
+        "conv_layer",
+        "num_features",
+    }:
+        if not _positive_int(value):
+            fail("a positive integer")
+    elif name == "seed":
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail("an integer")
+    elif name == "classes":
+        ok = value == "all" or (
+            isinstance(value, list)
+            and value
+            and all(v in EMOTIONS or v in range(len(EMOTIONS)) for v in value)
+        )
+        if not ok:
+            fail(f'"all" or a non-empty list of class names {list(EMOTIONS)} or indices')
+    elif name == "face_class":
+        if value not in EMOTIONS:
+            fail(f"one of {list(EMOTIONS)}")
+    elif name == "filters":
+        if not (
+            _positive_int(value)
+            or (
+                isinstance(value, list)
+                and value
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+            )
+        ):
+            fail("a positive integer (the first n filters) or a list of filter indices")
+    elif name in {"layer", "callback", "segmentation", "reduce"}:
+        if not isinstance(value, str) or not value:
+            fail("a non-empty string")
+        if name == "segmentation" and value not in ("slic", "quickshift", "felzenszwalb", "grid"):
+            fail('"slic", "quickshift", "felzenszwalb" or "grid"')
+        if name == "reduce" and value not in ("max", "mean", "norm"):
+            fail('"max", "mean" or "norm"')
+    elif name == "noise":
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            fail("a number >= 0")
+
+
+def parse_spec(data: dict, source: str = "spec") -> list[FigureSpec]:
+    """Checks a parsed spec (the TOML as a dict) and returns its entries."""
+    entries = data.get("figure")
+    if not isinstance(entries, list) or not entries:
+        raise SpecError(f"{source}: expected at least one [[figure]] entry. Received: none")
+    unknown_top = sorted(set(data) - {"figure"})
+    if unknown_top:
+        raise SpecError(f"{source}: unknown top-level key(s) {unknown_top}; expected [[figure]]")
+    specs, ids, files = [], set(), set()
+    for number, entry in enumerate(entries, start=1):
+        where = f"{source}, figure {number}"
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            where = f"{source}, figure {entry['id']!r}"
+        if not isinstance(entry, dict):
+            raise SpecError(f"{where}: expected a table. Received: {entry!r}")
+        for key in _REQUIRED:
+            if key not in entry:
+                raise SpecError(f"{where}: missing key {key!r}")
+            if not isinstance(entry[key], str) or not entry[key].strip():
+                raise SpecError(
+                    f"{where}: key {key!r} must be a non-empty string. Received: {entry[key]!r}"
+                )
+        extra = sorted(set(entry) - _KEYS)
+        if extra:
+            raise SpecError(f"{where}: unknown key(s) {extra}; allowed: {sorted(_KEYS)}")
+        if not _ID.match(entry["id"]):
+            raise SpecError(
+                f"{where}: key 'id' must be lower_snake_case. Received: {entry['id']!r}"
+            )
+        if entry["id"] in ids:
+            raise SpecError(f"{where}: key 'id' repeats an earlier entry")
+        method = entry["method"]
+        if method not in METHODS:
+            raise SpecError(
+                f"{where}: key 'method' must be one of {sorted(METHODS)}. Received: {method!r}"
+            )
+        name = entry["file"]
+        if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".png"):
+            raise SpecError(
+                f"{where}: key 'file' must be a plain file name ending in .png "
+                f"(figures stay inside the report folder). Received: {name!r}"
+            )
+        if name in files or name == "index.html":
+            raise SpecError(f"{where}: key 'file' repeats another entry's file {name!r}")
+        parameters = entry.get("parameters", {})
+        if not isinstance(parameters, dict):
+            raise SpecError(f"{where}: key 'parameters' must be a table. Received: {parameters!r}")
+        allowed = METHODS[method]
+        for key, value in parameters.items():
+            if key not in allowed:
+                raise SpecError(
+                    f"{where}: parameter {key!r} does not apply to method "
+                    f"{method!r}; allowed: {sorted(allowed) or 'none'}"
+                )
+            _check_parameter(where, key, value)
+        if "layer" in parameters and "conv_layer" in parameters:
+            raise SpecError(f"{where}: give 'layer' or 'conv_layer', not both")
+        description = entry.get("description", "")
+        if not isinstance(description, str):
+            raise SpecError(f"{where}: key 'description' must be a string")
+        ids.add(entry["id"])
+        files.add(name)
+        specs.append(
+            FigureSpec(
+                entry["id"],
+                entry["title"],
+                entry["question"],
+                method,
+                name,
+                description,
+                dict(parameters),
+            )
+        )
+    return specs
+
+
+def load_spec(path=None) -> list[FigureSpec]:
+    """Reads and checks a figure spec.
+
+    Args:
+        path: a TOML file; None for the spec shipped with the package
+            (spec/figures.toml). Defaults to `None`.
+
+    Returns:
+        The entries, in file order.
+
+    Raises:
+        SpecError: if the file is not valid TOML or an entry is invalid.
+        FileNotFoundError: if the file does not exist.
+
+    Example:
+
+    >>> [entry.id for entry in load_spec()][:2]
+    ['q1_saliency', 'q2_filters']
+    """
+    path = default_spec_path() if path is None else Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML: {err}") from None
+    return parse_spec(data, source=str(path.name))

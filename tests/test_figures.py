@@ -1,0 +1,149 @@
+"""Tests of keras_fer_viz.figures, on the drawn artists (no image comparison here)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from keras_fer_viz import figures
+from keras_fer_viz.data.fer2013 import EMOTIONS
+
+RNG = np.random.default_rng(0)
+FACES = RNG.integers(0, 256, (7, 48, 48, 1)).astype("uint8")
+MAPS = RNG.uniform(0, 1, (7, 48, 48)).astype("float32")
+
+
+def texts(fig):
+    return [ax.get_title() for ax in fig.axes]
+
+
+def test_saliency_grid_panels_titles_and_colour_bar():
+    fig = figures.saliency_grid(
+        FACES,
+        MAPS,
+        labels=range(7),
+        predictions=[0, 1, 2, 3, 4, 5, 0],
+        confidences=np.linspace(0.5, 0.9, 7),
+        title="S",
+    )
+    assert isinstance(fig, Figure) and len(fig.axes) == 15
+    assert texts(fig)[0] == "true: Angry\npred: Angry (0.50)"
+    assert texts(fig)[6] == "true: Neutral\npred: Angry (0.90)"
+    map_image = fig.axes[7].images[0]  # row 2, column 1
+    np.testing.assert_array_equal(map_image.get_array(), MAPS[0])
+    assert map_image.get_clim() == (0, 1)
+    assert fig.axes[-1].get_ylabel() == "relevance"  # the colour bar
+    assert fig.get_suptitle() == "S"
+
+
+def test_overlay_grid_lays_the_map_over_the_face():
+    fig = figures.overlay_grid(FACES[:3], MAPS[:3], labels=[0, 1, 2])
+    ax = fig.axes[0]
+    assert len(ax.images) == 2 and ax.images[1].get_alpha() == 0.45
+    face = ax.images[0].get_array()
+    assert face.min() == 0 and face.max() == 1  # the face is scaled for display
+
+
+def test_filter_grid_labels_filters_and_hides_empty_panels():
+    fig = figures.filter_grid(RNG.uniform(size=(10, 8, 8, 1)), filters=range(5, 15), columns=4)
+    titles = [t for t in texts(fig) if t]
+    assert titles == [f"#{i}" for i in range(5, 15)]
+    assert sum(ax.axison for ax in fig.axes) == 10 and len(fig.axes) == 12
+
+
+def test_feature_map_grid_frames_the_most_active_filters():
+    maps = np.zeros((6, 6, 12), "float32")
+    means = np.arange(12)[::-1].astype("float32")  # filter 0 most active
+    maps += means
+    fig = figures.feature_map_grid(maps, image=FACES[0], top=3, label="Angry", columns=5)
+    titles = texts(fig)
+    assert titles[0] == "Angry"
+    assert titles[1:4] == ["#0 (top 1)", "#1 (top 2)", "#2 (top 3)"] and titles[4] == "#3"
+    framed = [ax for ax in fig.axes[1:13] if ax.spines["top"].get_edgecolor()[:3] == (1, 0, 0)]
+    assert len(framed) == 3
+    with pytest.raises(ValueError, match=r"one image, \(h, w, F\)"):
+        figures.feature_map_grid(maps[None])
+
+
+def test_lime_grid_colours_the_chosen_superpixels():
+    segments = np.repeat(np.arange(4), 12)[None, :].repeat(48, axis=0)[None]  # 4 vertical bands
+    weights = [np.array([0.5, -0.3, 0.0, 0.1])]
+    fig = figures.lime_grid(
+        np.full((1, 48, 48, 1), 128, "uint8"), segments, weights, labels=[3], num_features=1
+    )
+    rgb = fig.axes[0].images[0].get_array()
+    inside = rgb[20, 5]  # band 0: the strongest positive
+    against = rgb[20, 17]  # band 1: the strongest negative
+    assert inside[1] > inside[0] and inside[1] > inside[2]
+    assert against[0] > against[1]
+    np.testing.assert_allclose(rgb[20, 29], rgb[20, 29][0])  # band 2: untouched grey
+    np.testing.assert_allclose(rgb[20, 41], rgb[20, 41][0])  # band 3: not in the top 1
+
+
+def test_confusion_matrix_values_counts_and_accuracy():
+    y_true = np.array([0, 0, 0, 1, 1, 2])
+    y_pred = np.array([0, 0, 1, 1, 1, 0])
+    fig = figures.confusion_matrix(y_true, y_pred, class_names=("a", "b", "c"))
+    ax = fig.axes[0]
+    cells = [t.get_text() for t in ax.texts]
+    assert cells[:3] == ["0.67\n(2)", "0.33\n(1)", "0.00\n(0)"]
+    assert cells[6:] == ["1.00\n(1)", "0.00\n(0)", "0.00\n(0)"]
+    assert ax.get_title() == "Confusion matrix (accuracy 0.67, n = 6)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="same shape"):
+        figures.confusion_matrix([0, 1], [0])
+
+
+def test_confusion_matrix_draws_into_a_given_axes():
+    fig = Figure()
+    ax = fig.subplots()
+    assert figures.confusion_matrix([0, 1], [0, 1], class_names=("a", "b"), ax=ax) is fig
+
+
+def test_training_curves_from_a_history_dict():
+    logs = {"loss": [1.0, 0.5, 0.2], "val_loss": [1.1, 0.6, 0.4], "accuracy": [0.3, 0.6, 0.9]}
+    fig = figures.training_curves(logs)
+    loss, acc = fig.axes
+    np.testing.assert_array_equal(loss.lines[0].get_ydata(), [1.0, 0.5, 0.2])
+    np.testing.assert_array_equal(loss.lines[0].get_xdata(), [1, 2, 3])
+    assert len(loss.lines) == 2 and len(acc.lines) == 1  # no val_accuracy given
+    with pytest.raises(ValueError, match="History"):
+        figures.training_curves({"accuracy": [1]})
+
+
+def test_epoch_grid_rows_are_epochs():
+    stack = RNG.uniform(size=(3, 2, 48, 48))
+    fig = figures.epoch_grid(FACES[:2], stack, epochs=[1, 2, 5], labels=[0, 3])
+    assert [ax.get_ylabel() for ax in fig.axes[:6:2]] == ["epoch 1", "epoch 2", "epoch 5"]
+    assert texts(fig)[:2] == ["Angry", "Happy"]
+    with pytest.raises(ValueError, match=r"maps \(E, N, H, W\)"):
+        figures.epoch_grid(FACES[:2], stack, epochs=[1, 2])
+
+
+def test_class_image_grid_and_caption():
+    fig = figures.class_image_grid(FACES, probabilities=np.ones(7))
+    assert texts(fig) == [f"{name}\np = 1.00" for name in EMOTIONS]
+    assert figures.caption(None, 2, None) == "true: Fear"
+
+
+def test_bad_shapes_are_named():
+    with pytest.raises(
+        ValueError, match=r"images shape=\(7, 48, 48, 1\), maps shape=\(6, 48, 48\)"
+    ):
+        figures.saliency_grid(FACES, MAPS[:6])
+    with pytest.raises(ValueError, match=r"\(F, H, W\[, C\]\)"):
+        figures.filter_grid(np.zeros((0, 8, 8)))
+
+
+def test_figures_never_touch_pyplot():
+    code = (
+        "import sys, numpy as np\n"
+        "from keras_fer_viz import figures\n"
+        "figures.saliency_grid(np.zeros((2, 8, 8)), np.zeros((2, 8, 8)))\n"
+        "figures.confusion_matrix([0, 1], [1, 1], class_names=('a', 'b'))\n"
+        "print('matplotlib.pyplot' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,202 @@
+"""Tests of keras_fer_viz.report: every spec figure against its baseline, and the report."""
+
+import re
+from pathlib import Path
+
+import keras
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+from conftest import FIXTURES, ROOT
+
+from keras_fer_viz.cli import main
+from keras_fer_viz.report import SkipFigure, pick_faces, render_figure, write_report
+from keras_fer_viz.spec import FigureSpec, load_spec
+
+SPEC = load_spec(ROOT / "spec" / "figures.toml")
+BASELINES = ROOT / "baseline_images"
+
+
+def _figure_test(entry):
+    @pytest.mark.mpl_image_compare(
+        baseline_dir=str(BASELINES),
+        filename=f"{entry.id}.png",
+        style="default",
+        tolerance=2,
+        savefig_kwargs={"dpi": 100},
+    )
+    def test(report_context):
+        return render_figure(entry, report_context)
+
+    test.__name__ = test.__qualname__ = f"test_figure_{entry.id}"
+    test.__doc__ = (
+        f"Spec figure {entry.id!r} ({entry.method}) matches baseline_images/{entry.id}.png."
+    )
+    return test
+
+
+# One pytest-mpl comparison per spec entry (run with --mpl, as tox does).
+for _entry in SPEC:
+    globals()[f"test_figure_{_entry.id}"] = _figure_test(_entry)
+
+
+def test_every_spec_figure_has_a_baseline_and_nothing_else_does():
+    assert sorted(p.name for p in BASELINES.glob("*.png")) == sorted(f"{e.id}.png" for e in SPEC)
+
+
+def test_pick_faces_is_seeded_and_ordered_by_class():
+    y = np.array([0, 1, 1, 2, 0, 1, 2, 2])
+    picked = pick_faces(y, "all", 1, seed=0, class_names=("a", "b", "c"))
+    assert [y[i] for i in picked] == [0, 1, 2]
+    np.testing.assert_array_equal(picked, pick_faces(y, "all", 1, 0, ("a", "b", "c")))
+    two = pick_faces(y, ["c", "a"], 2, seed=1, class_names=("a", "b", "c"))
+    assert sorted(y[two[:2]]) == [2, 2] and sorted(y[two[2:]]) == [0, 0]
+    with pytest.raises(ValueError, match="None of the classes"):
+        pick_faces(np.array([0, 0]), ["b"], 1, 0, ("a", "b"))
+
+
+def test_training_curves_are_skipped_without_a_history(report_context):
+    report_context.history = None
+    entry = next(e for e in SPEC if e.method == "training_curves")
+    with pytest.raises(SkipFigure, match="no training history"):
+        render_figure(entry, report_context)
+
+
+def test_report_writes_figures_and_an_index_and_goes_on_after_a_failure(
+    tmp_path, fixture_model, fixture_cam_model, report_faces
+):
+    spec = [
+        FigureSpec("grad_cam", "Grad-CAM", "Q4", "grad_cam", "a.png"),
+        FigureSpec("broken", "Broken", "Q4", "grad_cam", "b.png", parameters={"layer": "nope"}),
+        FigureSpec("confusion", "Confusion", "Q3", "confusion_matrix", "c.png"),
+        FigureSpec("curves", "Curves", "-", "training_curves", "d.png"),
+    ]
+    out = tmp_path / "report"
+    result = write_report(
+        fixture_model,
+        report_faces.images[:140],
+        report_faces.labels[:140],
+        out,
+        spec,
+        cam_model=fixture_cam_model,
+        verbose=0,
+    )
+    assert sorted(result.figures) == ["confusion", "grad_cam"]
+    assert "No layer named 'nope'" in result.failed["broken"]
+    assert "no training history" in result.skipped["curves"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # nothing outside DIR
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png", "index.html"]
+    page = (out / "index.html").read_text()
+    assert "This figure failed: ValueError: No layer named &#x27;nope&#x27;" in page
+    assert "Not drawn: no training history" in page
+    assert re.findall(r'<img src="([^"]+)"', page) == ["a.png", "c.png"]
+    assert "Accuracy per class" in page and "block3_conv2" in page  # the model summary
+    image = mpimg.imread(out / "a.png")
+    assert image.ndim == 3 and image.shape[0] > 100
+
+
+@pytest.mark.slow
+def test_report_command_renders_the_whole_spec(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(
+        [
+            "report",
+            "--model",
+            str(FIXTURES / "fer_cnn_small.keras"),
+            "--data",
+            "synthetic",
+            "--out",
+            str(out),
+            "--samples",
+            "700",
+            "--history",
+            str(FIXTURES / "history.json"),
+            "--quiet",
+        ]
+    )
+    assert code == 0, capsys.readouterr()
+    page = (out / "index.html").read_text()
+    named = re.findall(r'<img src="([^"]+)"', page)
+    assert sorted(named) == sorted(e.file for e in SPEC)
+    for name in named:
+        assert (out / name).is_file() and mpimg.imread(out / name).shape[0] > 100
+    assert "Wrote 9 figures" in capsys.readouterr().out
+
+
+def test_report_refuses_a_model_that_needs_unsafe_loading(tmp_path, capsys):
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Lambda(lambda t: t / 255.0)(inputs)
+    x = keras.layers.Conv2D(2, 3)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    out = tmp_path / "out"
+    code = main(
+        ["report", "--model", str(path), "--data", "synthetic", "--out", str(out), "--quiet"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "needs unsafe loading" in err and "--allow-unsafe" in err
+    assert not out.exists()
+
+
+def test_report_rejects_a_bad_spec_before_writing(tmp_path, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(
+        '[[figure]]\nid = "x"\ntitle = "t"\nquestion = "q"\nmethod = "magic"\nfile = "x.png"\n'
+    )
+    out = tmp_path / "out"
+    code = main(
+        [
+            "report",
+            "--model",
+            str(FIXTURES / "fer_cnn_small.keras"),
+            "--data",
+            "synthetic",
+            "--out",
+            str(out),
+            "--spec",
+            str(spec),
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "figure 'x': key 'method' must be one of" in err
+    assert not out.exists()
+
+
+def test_report_argument_errors(tmp_path, capsys):
+    code = main(
+        [
+            "report",
+            "--model",
+            str(tmp_path / "none.keras"),
+            "--data",
+            "synthetic",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2 and "no such file" in capsys.readouterr().err
+    history = tmp_path / "h.json"
+    history.write_text("[1, 2]")
+    code = main(
+        [
+            "report",
+            "--model",
+            str(FIXTURES / "fer_cnn_small.keras"),
+            "--data",
+            "synthetic",
+            "--out",
+            str(tmp_path / "o"),
+            "--history",
+            str(history),
+        ]
+    )
+    assert code == 2 and "JSON object" in capsys.readouterr().err
+
+
+def test_baseline_images_are_small_pngs():
+    for path in BASELINES.glob("*.png"):
+        assert path.stat().st_size < 600_000, path
+        assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,6 +11,7 @@ import pytest
 from keras_fer_viz.cli import load_splits, main
 from keras_fer_viz.data.fer2013 import EMOTIONS
 from keras_fer_viz.data.synthetic import synthetic_faces
+from keras_fer_viz.spec import load_spec
 
 TINY = ["--epochs", "1", "--samples", "70", "--width", "0.125", "--quiet"]
 
@@ -24,7 +25,7 @@ def write_fer_csv(path, images, labels, usages=None):
     path.write_text("\n".join(rows) + "\n")
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["demo"], ["report"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])
@@ -35,6 +36,8 @@ def test_help(command, capsys):
         assert "--data PATH|synthetic" in out and "--out MODEL.keras" in out
     if command == ["demo"]:
         assert "--out DIR" in out
+    if command == ["report"]:
+        assert "--model MODEL.keras" in out and "--allow-unsafe" in out
 
 
 def test_console_script_help_is_fast_and_works():
@@ -98,7 +101,13 @@ def test_demo_writes_model_and_summary(tmp_path, capsys):
     assert summary["epochs_run"] == 1
     assert "Held-out accuracy per class" in (out / "summary.txt").read_text()
     assert keras.saving.load_model(out / "model.keras").output_shape == (None, 7)
-    assert "Wrote" in capsys.readouterr().out
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == 1 and len(history["val_accuracy"]) == 1
+    # The full report: every spec figure, named in the index.
+    page = (out / "index.html").read_text()
+    for entry in load_spec():
+        assert (out / entry.file).is_file() and f'src="{entry.file}"' in page
+    assert "Wrote 9 figures" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

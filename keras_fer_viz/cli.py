@@ -241,7 +241,7 @@ def load_splits(data: str, samples: int = 7000, seed: int = 0):
     )
 
 
-def _fit(args, splits, checkpoint: Path):
+def _fit(args, splits, checkpoint: Path, callbacks=()):
     """Builds and trains the reference CNN; returns (model, history)."""
     import keras
 
@@ -259,6 +259,7 @@ def _fit(args, splits, checkpoint: Path):
         batch_size=args.batch_size,
         patience=args.patience,
         checkpoint=checkpoint,
+        callbacks=callbacks,
         seed=args.seed,
         verbose=0 if args.quiet else "auto",
     )
@@ -368,7 +369,15 @@ def _demo_command(args) -> None:
         f"Demo: training the reference CNN on {len(splits['train'][1])} synthetic faces "
         f"for up to {args.epochs} epochs."
     )
-    model, history = _fit(args, splits, checkpoint=out / "model.keras")
+    from keras_fer_viz.callbacks import GradCAMCallback, SaliencyCallback, probe_faces
+
+    # Watch attention form: one validation face per emotion, every epoch.
+    probes, probe_labels = probe_faces(*splits["val"], seed=args.seed)
+    watch = [
+        SaliencyCallback(probes, probe_labels, out_dir=out / "epochs"),
+        GradCAMCallback(probes, probe_labels, out_dir=out / "epochs"),
+    ]
+    model, history = _fit(args, splits, checkpoint=out / "model.keras", callbacks=watch)
     summary = summarize(model, *splits["test"])
     summary["epochs_run"] = len(history.history["loss"])
     summary["train_seconds"] = round(time.perf_counter() - start, 1)
@@ -390,6 +399,7 @@ def _demo_command(args) -> None:
         history=logs,
         train_data=splits["train"],
         title="keras-fer-viz demo: the reference CNN on synthetic faces",
+        epoch_maps={callback.name: callback.epoch_maps() for callback in watch},
         verbose=0 if args.quiet else "auto",
     )
     _print_report(result)

@@ -199,7 +199,7 @@ def filter_grid(images, filters=None, columns=8, title="Filters"):
     images = np.asarray(images)
     if images.ndim not in (3, 4) or not len(images):
         raise ValueError(f"Expected images (F, H, W[, C]). Received: shape={images.shape}")
-    filters = np.arange(len(images)) if filters is None else np.asarray(filters)
+    filters = np.arange(len(images)) if filters is None else np.atleast_1d(filters)
     rows, columns = _grid_shape(len(images), columns)
     fig = Figure(figsize=(1.05 * columns, 1.15 * rows + 0.4), dpi=100, layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
@@ -477,7 +477,7 @@ def epoch_grid(
             f"epochs. Received: shape={stack.shape}"
         )
     rows, n = stack.shape[:2]
-    fig = Figure(figsize=(1.4 * n + 1.2, 1.4 * rows + 0.6), dpi=100, layout="constrained")
+    fig = Figure(figsize=(1.1 * n + 1.2, 1.1 * rows + 0.6), dpi=100, layout="constrained")
     axes = fig.subplots(rows, n, squeeze=False)
     shown = None
     for r in range(rows):

@@ -43,8 +43,9 @@ class ReportContext:
         history: a Keras ``History.history`` dict, for the training curves.
         train_data: ``(x, y)`` to train a CAM head on; None uses `x, y`.
         cam_model: a ready GAP-head model for CAM (skips `gap_head`).
-        epoch_figures: ``{callback name: [(epoch, png path), ...]}`` from
-            the training callbacks, for "epochs" entries.
+        epoch_maps: ``{callback name: callback.epoch_maps()}`` from the
+            training callbacks (`GradCAMCallback`, `SaliencyCallback`), for
+            "epochs" entries.
     """
 
     model: keras.Model
@@ -54,7 +55,7 @@ class ReportContext:
     history: dict | None = None
     train_data: tuple | None = None
     cam_model: keras.Model | None = None
-    epoch_figures: dict = field(default_factory=dict)
+    epoch_maps: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def probabilities(self) -> np.ndarray:
@@ -303,23 +304,21 @@ def render_figure(entry: FigureSpec, ctx: ReportContext):
 
 
 def _epochs_figure(entry, ctx):
-    from matplotlib.figure import Figure
-
     name = entry.get("callback", "grad_cam")
-    shots = ctx.epoch_figures.get(name)
-    if not shots:
-        raise SkipFigure(f"no per-epoch figures from the {name!r} callback")
-    import matplotlib.image as mpimg
-
-    images = [mpimg.imread(str(path)) for _, path in shots]
-    fig = Figure(figsize=(8, 2.6 * len(images)), dpi=100, layout="constrained")
-    axes = fig.subplots(len(images), 1, squeeze=False)[:, 0]
-    for ax, (epoch, _), image in zip(axes, shots, images, strict=True):
-        ax.imshow(image)
-        ax.set_axis_off()
-        ax.set_title(f"epoch {epoch}", fontsize=9, loc="left")
-    fig.suptitle(entry.title, fontsize=10)
-    return fig
+    kept = ctx.epoch_maps.get(name)
+    if not kept or kept.get("maps") is None or not len(kept["epochs"]):
+        raise SkipFigure(
+            f"no per-epoch maps from a {name!r} callback (they come with training: "
+            "keras-fer-viz demo, or write_report(..., epoch_maps=...))"
+        )
+    return figures.epoch_grid(
+        kept["images"],
+        kept["maps"],
+        kept["epochs"],
+        labels=kept.get("labels"),
+        class_names=ctx.class_names,
+        title=entry.title,
+    )
 
 
 def _model_summary(model) -> str:
@@ -349,7 +348,7 @@ def write_report(
     history=None,
     train_data=None,
     class_names=EMOTIONS,
-    epoch_figures=None,
+    epoch_maps=None,
     cam_model=None,
     title="keras-fer-viz report",
     verbose="auto",
@@ -372,8 +371,8 @@ def write_report(
         train_data: ``(x, y)`` to train the CAM head on; None uses the
             held-out data. Defaults to `None`.
         class_names: names of the classes. Defaults to `EMOTIONS`.
-        epoch_figures: per-epoch PNGs of the training callbacks,
-            ``{name: [(epoch, path), ...]}``. Defaults to `None`.
+        epoch_maps: per-epoch maps of the training callbacks,
+            ``{name: callback.epoch_maps()}``. Defaults to `None`.
         cam_model: a ready GAP-head model for CAM entries. Defaults to `None`.
         title: the page title. Defaults to `"keras-fer-viz report"`.
         verbose: "auto"/1 for a progress bar over figures, 0 for none.
@@ -396,7 +395,7 @@ def write_report(
         getattr(history, "history", history),
         train_data,
         cam_model,
-        dict(epoch_figures or {}),
+        dict(epoch_maps or {}),
     )
     verbose = 1 if verbose == "auto" else int(verbose)
     bar = keras.utils.Progbar(len(entries), unit_name="figure") if verbose else None

@@ -56,8 +56,21 @@ def report_faces():
     return synthetic_faces(700, seed=1)
 
 
+@pytest.fixture(scope="session")
+def fixture_epoch_maps():
+    import numpy as np
+
+    with np.load(FIXTURES / "epoch_maps.npz") as data:
+        kept = {k: data[k] for k in data.files}
+    kept["maps"] = kept["maps"].astype("float32")
+    kept["epochs"] = kept["epochs"].tolist()
+    return kept
+
+
 @pytest.fixture()
-def report_context(fixture_model, fixture_cam_model, fixture_history, report_faces):
+def report_context(
+    fixture_model, fixture_cam_model, fixture_history, report_faces, fixture_epoch_maps
+):
     from keras_fer_viz.report import ReportContext
 
     return ReportContext(
@@ -66,4 +79,5 @@ def report_context(fixture_model, fixture_cam_model, fixture_history, report_fac
         report_faces.labels,
         history=fixture_history,
         cam_model=fixture_cam_model,
+        epoch_maps={"grad_cam": fixture_epoch_maps},
     )

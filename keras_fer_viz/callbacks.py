@@ -1,0 +1,726 @@
+"""Keras callbacks that draw the explanation figures while a model trains.
+
+Attach them to `model.fit` to watch what the model learns to look at::
+
+    model.fit(x, y, epochs=20, callbacks=[
+        kfv.callbacks.GradCAMCallback(probe_images, labels=probe_labels, out_dir="viz"),
+    ])
+
+Each writes ``{out_dir}/{name}/epoch_{epoch:04d}.png`` (epochs counted from
+1, as Keras prints them) every `every` epochs, atomically, and optionally
+an image summary to TensorBoard. The maps are computed on the training
+thread from the model as it is at the end of that epoch; drawing and
+writing run on a background thread, and `on_train_end` waits for them, so
+every file is complete when `fit` returns. A figure that fails (a bad
+layer, a full or read-only disk) warns once with its cause and training
+goes on; ``strict=True`` raises instead. In multi-worker training only the
+chief draws and writes.
+
+The callbacks follow Keras' own: settings are checked in `__init__`, state
+is reset in `on_train_begin`, and only epoch and train hooks are used (a
+batch hook would switch off Keras' asynchronous dispatch).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.util
+import json
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_fer_viz import _io, figures
+from keras_fer_viz.data.fer2013 import EMOTIONS
+
+__all__ = [
+    "FigureCallback",
+    "SaliencyCallback",
+    "GradCAMCallback",
+    "CAMCallback",
+    "FilterCallback",
+    "FeatureMapCallback",
+    "LimeCallback",
+    "ConfusionMatrixCallback",
+    "TrainingCurvesCallback",
+    "probe_faces",
+    "is_chief",
+]
+
+
+def probe_faces(images, labels, per_class=1, seed=0, class_names=EMOTIONS):
+    """Picks `per_class` images of each class from a labelled set, in class order.
+
+    Returns:
+        ``(images, labels)`` of the chosen faces: the probe set a callback
+        explains at every epoch.
+
+    Example:
+
+    >>> from keras_fer_viz.data import synthetic_faces
+    >>> faces = synthetic_faces(70)
+    >>> images, labels = probe_faces(faces.images, faces.labels)
+    >>> images.shape, labels.tolist()
+    ((7, 48, 48, 1), [0, 1, 2, 3, 4, 5, 6])
+    """
+    from keras_fer_viz.report import pick_faces
+
+    images, labels = np.asarray(images), np.asarray(labels)
+    if len(images) != len(labels):
+        raise ValueError(
+            f"Expected one label per image. Received: {len(images)} images, {len(labels)} labels"
+        )
+    index = pick_faces(labels, "all", per_class, seed, class_names)
+    return images[index], labels[index]
+
+
+def is_chief() -> bool:
+    """True unless TF_CONFIG says this process is a non-chief worker.
+
+    The chief is the "chief" task, or worker 0 when the cluster has no
+    chief; without TF_CONFIG every process is its own chief.
+    """
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return True
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        return True
+    cluster, task = config.get("cluster") or {}, config.get("task") or {}
+    if not cluster or not task:
+        return True
+    kind, index = task.get("type"), int(task.get("index", 0))
+    if kind == "chief":
+        return True
+    if "chief" in cluster:
+        return False
+    return kind == "worker" and index == 0
+
+
+def _tensorflow_available() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def _check_images(images, name="images"):
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or not len(x) or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(
+            f"Expected probe {name} of shape (N, H, W, C) with N >= 1. Received: "
+            f"shape={np.asarray(images).shape}, dtype={np.asarray(images).dtype}"
+        )
+    return x
+
+
+def _check_labels(labels, n):
+    if labels is None:
+        return None
+    y = np.asarray(labels)
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"Expected one integer label per probe image: shape ({n},). Received: "
+            f"shape={y.shape}, dtype={y.dtype}"
+        )
+    return y
+
+
+class FigureCallback(keras.callbacks.Callback, metaclass=abc.ABCMeta):
+    """Base class: draws a figure every `every` epochs into `out_dir`/`name`.
+
+    Subclasses implement `compute(epoch, logs)`, which runs on the training
+    thread and returns what the figure needs (the model is read there, as
+    it is at that epoch), and `draw(data, epoch)`, which returns a
+    `matplotlib.figure.Figure` and may run on a background thread.
+
+    Args:
+        out_dir: the folder; figures go to ``out_dir/name/epoch_0001.png``
+            and so on. Defaults to `"viz"`.
+        every: draw every this many epochs (epochs 'every', '2 * every',
+            ...). Defaults to `1`.
+        tensorboard_dir: also write each figure as a TensorBoard image
+            summary there (needs TensorFlow, whatever the Keras backend), or
+            None. Defaults to `None`.
+        strict: raise on a failing figure instead of warning once and going
+            on. Defaults to `False`.
+        background: draw and write on a background thread. Defaults to
+            `True`.
+        name: the subfolder and summary name; None for the class's.
+            Defaults to `None`.
+
+    Attributes:
+        written: ``[(epoch, path), ...]`` of the files written in this fit.
+        failures: ``[(epoch, message), ...]`` of the figures that failed.
+
+    Raises:
+        ValueError: if an option is invalid, or `tensorboard_dir` is set and
+            TensorFlow cannot be imported.
+    """
+
+    default_name = "figure"
+
+    def __init__(
+        self,
+        out_dir="viz",
+        every=1,
+        tensorboard_dir=None,
+        strict=False,
+        background=True,
+        name=None,
+    ):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"Expected `every` to be a positive int. Received: {every!r}")
+        if not isinstance(out_dir, (str, os.PathLike)):
+            raise ValueError(f"Expected `out_dir` to be a path. Received: {out_dir!r}")
+        if tensorboard_dir is not None and not _tensorflow_available():
+            raise ValueError(
+                "tensorboard_dir needs TensorFlow for tf.summary, and it cannot be imported. "
+                "Install it (pip install tensorflow) or leave tensorboard_dir=None. Received: "
+                f"tensorboard_dir={str(tensorboard_dir)!r}"
+            )
+        self.out_dir = Path(out_dir)
+        self.every = every
+        self.tensorboard_dir = tensorboard_dir
+        self.strict = bool(strict)
+        self.background = bool(background)
+        self.name = name or self.default_name
+        if not self.name or "/" in self.name or "\\" in self.name or self.name.startswith("."):
+            raise ValueError(f"Expected `name` to be a plain folder name. Received: {name!r}")
+
+    # --- what subclasses provide -------------------------------------------
+    @abc.abstractmethod
+    def compute(self, epoch, logs=None):
+        """What the figure of `epoch` needs, read from `self.model` now."""
+
+    @abc.abstractmethod
+    def draw(self, data, epoch):
+        """The `matplotlib.figure.Figure` of `compute`'s result."""
+
+    def make_figure(self, epoch, logs=None):
+        """The figure for `epoch` (0-based, as Keras passes it), drawn now.
+
+        Usable outside `fit` on a model set with `set_model`.
+        """
+        if not hasattr(self, "written"):
+            self._reset_state()
+        return self.draw(self.compute(epoch, logs), epoch)
+
+    # --- Keras hooks ---------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self._reset_state()
+        self._chief = is_chief()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"kfv-{self.name}")
+
+    def _reset_state(self):
+        self.written, self.failures = [], []
+        self._warned = False
+        self._pending = []
+        self._lock = threading.Lock()
+        self._writer = None
+        self.reset()
+
+    def reset(self):
+        """Clears what a subclass keeps between epochs; called at train begin."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._chief or (epoch + 1) % self.every:
+            return
+        self._raise_pending_if_strict()
+        try:
+            data = self.compute(epoch, dict(logs or {}))
+        except Exception as err:  # a figure must not kill training unless strict
+            self._fail(epoch, err)
+            return
+        if self.background:
+            self._pending.append(self._executor.submit(self._finish, data, epoch))
+        else:
+            self._finish(data, epoch)
+
+    def on_train_end(self, logs=None):
+        for future in self._pending:
+            future.result()  # _finish handles its own errors
+        self._pending = []
+        self._executor.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.close()
+        self._raise_pending_if_strict()
+
+    # --- internals -----------------------------------------------------------
+    def _finish(self, data, epoch):
+        try:
+            fig = self.draw(data, epoch)
+            path = self.out_dir / self.name / f"epoch_{epoch + 1:04d}.png"
+            with _io.atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=100, format="png")
+            with self._lock:
+                self.written.append((epoch + 1, path))
+            if self.tensorboard_dir is not None:
+                self._summary(path.read_bytes(), fig, epoch)
+        except Exception as err:
+            self._fail(epoch, err)
+
+    def _summary(self, png, fig, epoch):
+        """Writes the PNG as a TensorBoard image summary.
+
+        Uses `tf.summary.write` with the image plugin's layout (width,
+        height, encoded image), so it needs TensorFlow but not the
+        tensorboard package, which tensorflow-cpu does not bring.
+        """
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        width, height = (int(round(v)) for v in fig.get_size_inches() * 100)
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="images")
+        )
+        with self._lock:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(str(self.tensorboard_dir))
+            with self._writer.as_default():
+                tf.summary.write(
+                    self.name,
+                    tf.constant([str(width), str(height), png]),
+                    step=epoch + 1,
+                    metadata=metadata,
+                )
+            self._writer.flush()
+
+    def _fail(self, epoch, err):
+        message = f"{type(err).__name__}: {err}"
+        with self._lock:
+            self.failures.append((epoch + 1, message))
+            first = not self._warned
+            self._warned = True
+        if self.strict:
+            if threading.current_thread() is threading.main_thread():
+                raise err
+            return  # raised on the training thread by _raise_pending_if_strict
+        if first:
+            warnings.warn(
+                f"{type(self).__name__}: the figure for epoch {epoch + 1} failed ({message}). "
+                "Training goes on; later failures of this callback are not repeated (see its "
+                "`failures`). Pass strict=True to raise instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def _raise_pending_if_strict(self):
+        if self.strict and self.failures:
+            epoch, message = self.failures[0]
+            raise RuntimeError(
+                f"{type(self).__name__}: the figure for epoch {epoch} failed: {message}"
+            )
+
+
+class _ProbeCallback(FigureCallback):
+    """A callback that explains fixed probe images."""
+
+    def __init__(self, images, labels=None, class_names=EMOTIONS, **kwargs):
+        super().__init__(**kwargs)
+        self.images = _check_images(images)
+        self.labels = _check_labels(labels, len(self.images))
+        self.class_names = tuple(class_names)
+
+    def reset(self):
+        self._explainer = None
+        self.maps_by_epoch = {}
+
+    def _predictions(self):
+        probs = self.model.predict(self.images, verbose=0, batch_size=256)
+        return probs.argmax(axis=1), probs.max(axis=1)
+
+    def explainer(self):
+        """Builds the explainer once per fit (the model is known from then on)."""
+        if self._explainer is None or self._explainer.model is not self.model:
+            self._explainer = self.build_explainer()
+        return self._explainer
+
+    def compute(self, epoch, logs=None):
+        maps = self.explainer().explain(self.images, target=self.labels)
+        predicted, confidence = self._predictions()
+        self.maps_by_epoch[epoch + 1] = maps
+        return maps, predicted, confidence
+
+    def epoch_maps(self) -> dict:
+        """The maps kept so far, for `keras_fer_viz.figures.epoch_grid` and reports.
+
+        Returns:
+            ``{"images", "labels", "epochs", "maps"}`` with maps (E, N, H, W).
+        """
+        epochs = sorted(self.maps_by_epoch)
+        return dict(
+            images=self.images,
+            labels=self.labels,
+            epochs=epochs,
+            maps=np.stack([self.maps_by_epoch[e] for e in epochs]) if epochs else None,
+        )
+
+    def _title(self, epoch):
+        return f"{self.title} after epoch {epoch + 1}"
+
+
+class SaliencyCallback(_ProbeCallback):
+    """Saliency maps of probe faces at the end of every `every` epochs.
+
+    Args:
+        images: probe images (N, H, W, C) as the model takes them (e.g. from
+            `probe_faces`).
+        labels: their classes, explained (None: the predicted class), or
+            None. Defaults to `None`.
+        method: ``"saliency"``, ``"smoothgrad"`` or
+            ``"integrated_gradients"``. Defaults to `"saliency"`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        **kwargs: `FigureCallback` options (out_dir, every, tensorboard_dir,
+            strict, background, name).
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> faces = kfv.synthetic_faces(140)
+    >>> images, labels = kfv.callbacks.probe_faces(faces.images, faces.labels)
+    >>> callback = kfv.callbacks.SaliencyCallback(images, labels, out_dir="viz", every=5)
+    >>> callback.name
+    'saliency'
+    """
+
+    default_name = "saliency"
+    title = "Saliency"
+
+    def __init__(self, images, labels=None, method="saliency", class_names=EMOTIONS, **kwargs):
+        if method not in ("saliency", "smoothgrad", "integrated_gradients"):
+            raise ValueError(
+                "Expected method 'saliency', 'smoothgrad' or 'integrated_gradients'. "
+                f"Received: {method!r}"
+            )
+        super().__init__(images, labels, class_names, **kwargs)
+        self.method = method
+
+    def build_explainer(self):
+        from keras_fer_viz import saliency
+
+        cls = {
+            "saliency": saliency.Saliency,
+            "smoothgrad": saliency.SmoothGrad,
+            "integrated_gradients": saliency.IntegratedGradients,
+        }[self.method]
+        return cls(self.model)
+
+    def draw(self, data, epoch):
+        maps, predicted, confidence = data
+        return figures.saliency_grid(
+            self.images,
+            maps,
+            self.labels,
+            predicted,
+            confidence,
+            self.class_names,
+            title=self._title(epoch),
+        )
+
+
+class GradCAMCallback(_ProbeCallback):
+    """Grad-CAM (or Grad-CAM++) overlays of probe faces every `every` epochs.
+
+    The maps are kept (`epoch_maps`) so a report can show attention forming
+    across epochs.
+
+    Args:
+        images: probe images (N, H, W, C).
+        labels: their classes, or None for the predicted ones. Defaults to `None`.
+        layer: the spatial layer (see `keras_fer_viz.resolve_layer`), None
+            for the last conv layer. Defaults to `None`.
+        plus_plus: use Grad-CAM++. Defaults to `False`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        **kwargs: `FigureCallback` options.
+    """
+
+    default_name = "grad_cam"
+    title = "Grad-CAM"
+
+    def __init__(
+        self, images, labels=None, layer=None, plus_plus=False, class_names=EMOTIONS, **kwargs
+    ):
+        super().__init__(images, labels, class_names, **kwargs)
+        self.layer, self.plus_plus = layer, bool(plus_plus)
+        if self.plus_plus:
+            self.title = "Grad-CAM++"
+
+    def build_explainer(self):
+        from keras_fer_viz.grad_cam import GradCAM, GradCAMPlusPlus
+
+        return (GradCAMPlusPlus if self.plus_plus else GradCAM)(self.model, self.layer)
+
+    def draw(self, data, epoch):
+        maps, predicted, confidence = data
+        return figures.overlay_grid(
+            self.images,
+            maps,
+            self.labels,
+            predicted,
+            confidence,
+            self.class_names,
+            title=self._title(epoch),
+        )
+
+
+class CAMCallback(_ProbeCallback):
+    """CAM of probe faces: a GAP head retrained on `data` every `every` epochs.
+
+    At each drawing epoch, `keras_fer_viz.gap_head` fits a new global
+    average pooling head on a frozen copy of the model's base as it is at
+    that epoch (the model being trained is not touched), and CAM is read
+    from it.
+
+    Args:
+        images: probe images (N, H, W, C).
+        data: ``(x, y)`` to fit the head on (a few thousand images suffice).
+        labels: the probe images' classes, or None. Defaults to `None`.
+        layer: the layer to pool, None for the last conv layer. Defaults to `None`.
+        epochs: head-training epochs. Defaults to `3`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        **kwargs: `FigureCallback` options.
+    """
+
+    default_name = "cam"
+    title = "CAM"
+
+    def __init__(
+        self, images, data, labels=None, layer=None, epochs=3, class_names=EMOTIONS, **kwargs
+    ):
+        super().__init__(images, labels, class_names, **kwargs)
+        try:
+            x, y = data
+        except (TypeError, ValueError):
+            raise ValueError(f"Expected `data=(x, y)`. Received: {type(data).__name__}") from None
+        self.data = (_check_images(x, "data x"), np.asarray(y))
+        if len(self.data[1]) != len(self.data[0]):
+            raise ValueError(
+                f"Expected one label per image in `data`. Received: {len(self.data[0])} images, "
+                f"{len(self.data[1])} labels"
+            )
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"Expected a positive int `epochs`. Received: {epochs!r}")
+        self.layer, self.epochs = layer, epochs
+
+    def compute(self, epoch, logs=None):
+        from keras_fer_viz.cam import CAM, gap_head
+
+        cam_model = gap_head(self.model, self.layer, data=self.data, epochs=self.epochs, verbose=0)
+        maps = CAM(cam_model).explain(self.images, target=self.labels)
+        predicted, confidence = self._predictions()
+        self.maps_by_epoch[epoch + 1] = maps
+        return maps, predicted, confidence, cam_model.head_report["head_accuracy"]
+
+    def draw(self, data, epoch):
+        maps, predicted, confidence, accuracy = data
+        return figures.overlay_grid(
+            self.images,
+            maps,
+            self.labels,
+            predicted,
+            confidence,
+            self.class_names,
+            title=f"{self._title(epoch)} (GAP head accuracy {accuracy:.2f})",
+        )
+
+
+class FilterCallback(FigureCallback):
+    """Gradient-ascent images of a layer's filters every `every` epochs.
+
+    Args:
+        layer: the layer (see `keras_fer_viz.resolve_layer`).
+        filters: filter indices, or None for all. Defaults to `None`.
+        steps: ascent steps. Defaults to `50`.
+        seed: seed of the start images: the same at every epoch, so the
+            figures differ only by what the filters learnt. Defaults to `0`.
+        columns: panels per row. Defaults to `8`.
+        **kwargs: `FigureCallback` options.
+    """
+
+    default_name = "filters"
+
+    def __init__(self, layer, filters=None, steps=50, seed=0, columns=8, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
+        self.layer, self.filters, self.steps, self.seed = layer, filters, steps, seed
+        self.columns = columns
+
+    def compute(self, epoch, logs=None):
+        from keras_fer_viz.filters import maximize_activation
+        from keras_fer_viz.layers import resolve_layer
+
+        layer = resolve_layer(self.model, self.layer)
+        images = maximize_activation(
+            self.model, layer, self.filters, steps=self.steps, seed=self.seed, verbose=0
+        )
+        return images, layer.name
+
+    def draw(self, data, epoch):
+        images, name = data
+        return figures.filter_grid(
+            images,
+            self.filters,
+            columns=self.columns,
+            title=f"Filters of {name} after epoch {epoch + 1}",
+        )
+
+
+class FeatureMapCallback(FigureCallback):
+    """A layer's outputs for one probe face, top filters framed, every `every` epochs.
+
+    Args:
+        image: the face (H, W, C), as the model takes it.
+        layer: a spatial layer (see `keras_fer_viz.resolve_layer`).
+        top: filters to frame. Defaults to `8`.
+        label: the face's class name, for the title, or None. Defaults to `None`.
+        **kwargs: `FigureCallback` options.
+    """
+
+    default_name = "feature_maps"
+
+    def __init__(self, image, layer, top=8, label=None, **kwargs):
+        super().__init__(**kwargs)
+        self.image = _check_images(image, "image")[:1]
+        self.layer, self.top, self.label = layer, top, label
+
+    def compute(self, epoch, logs=None):
+        from keras_fer_viz.filters import feature_maps
+        from keras_fer_viz.layers import resolve_layer
+
+        layer = resolve_layer(self.model, self.layer)
+        return feature_maps(self.model, layer, self.image)[0], layer.name
+
+    def draw(self, data, epoch):
+        maps, name = data
+        return figures.feature_map_grid(
+            maps,
+            image=self.image[0],
+            top=self.top,
+            label=self.label,
+            title=f"Outputs of {name} after epoch {epoch + 1}",
+        )
+
+
+class LimeCallback(_ProbeCallback):
+    """LIME superpixels for and against each probe face's class every `every` epochs.
+
+    Args:
+        images: probe images (N, H, W, C).
+        labels: their classes, or None for the predicted ones. Defaults to `None`.
+        samples: LIME perturbations per image. Defaults to `500`.
+        segmentation: see `keras_fer_viz.Lime`. Defaults to `"slic"`.
+        num_features: superpixels shown on each side. Defaults to `5`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        **kwargs: `FigureCallback` options.
+    """
+
+    default_name = "lime"
+    title = "LIME"
+
+    def __init__(
+        self,
+        images,
+        labels=None,
+        samples=500,
+        segmentation="slic",
+        num_features=5,
+        class_names=EMOTIONS,
+        **kwargs,
+    ):
+        super().__init__(images, labels, class_names, **kwargs)
+        self.samples, self.segmentation, self.num_features = samples, segmentation, num_features
+
+    def build_explainer(self):
+        from keras_fer_viz.lime import Lime
+
+        return Lime(self.model, segmentation=self.segmentation, samples=self.samples, verbose=0)
+
+    def compute(self, epoch, logs=None):
+        results = self.explainer().explanations(self.images, target=self.labels)
+        predicted, confidence = self._predictions()
+        return results, predicted, confidence
+
+    def draw(self, data, epoch):
+        results, predicted, confidence = data
+        return figures.lime_grid(
+            self.images,
+            [r.segments for r in results],
+            [r.weights for r in results],
+            self.labels,
+            predicted,
+            confidence,
+            self.class_names,
+            num_features=self.num_features,
+            title=self._title(epoch),
+        )
+
+
+class ConfusionMatrixCallback(FigureCallback):
+    """The confusion matrix on validation data every `every` epochs.
+
+    Args:
+        x_val: validation images (a Keras 3 callback gets no validation data
+            from `fit`, so they are given here).
+        y_val: their integer labels.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        batch_size: prediction batch size. Defaults to `256`.
+        **kwargs: `FigureCallback` options.
+    """
+
+    default_name = "confusion_matrix"
+
+    def __init__(self, x_val, y_val, class_names=EMOTIONS, batch_size=256, **kwargs):
+        super().__init__(**kwargs)
+        self.x_val = _check_images(x_val, "x_val")
+        self.y_val = _check_labels(y_val, len(self.x_val))
+        if self.y_val is None:
+            raise ValueError("Expected y_val. Received: None")
+        self.class_names, self.batch_size = tuple(class_names), batch_size
+
+    def compute(self, epoch, logs=None):
+        probs = self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0)
+        return probs.argmax(axis=1)
+
+    def draw(self, predicted, epoch):
+        return figures.confusion_matrix(
+            self.y_val,
+            predicted,
+            self.class_names,
+            title=f"Confusion matrix after epoch {epoch + 1}",
+        )
+
+
+class TrainingCurvesCallback(FigureCallback):
+    """Loss and accuracy curves so far, redrawn every `every` epochs.
+
+    Args:
+        **kwargs: `FigureCallback` options.
+    """
+
+    default_name = "training_curves"
+
+    def reset(self):
+        self.logs = {}
+
+    def compute(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.logs.setdefault(key, []).append(float(value))
+        return {k: list(v) for k, v in self.logs.items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Curves need every epoch's logs, drawn or not.
+        if self._chief and (epoch + 1) % self.every:
+            self.compute(epoch, logs)
+            return
+        super().on_epoch_end(epoch, logs)
+
+    def draw(self, logs, epoch):
+        return figures.training_curves(logs, title=f"Training curves after epoch {epoch + 1}")

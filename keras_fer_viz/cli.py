@@ -188,8 +188,9 @@ def load_splits(data: str, samples: int = 7000, seed: int = 0):
     """Train, validation and held-out splits for `--data`.
 
     Returns:
-        A dict with keys "train", "val" and "test", each ``(x, y)``, and
-        "source", a short description.
+        A dict with keys "train", "val" and "test", each ``(x, y)``,
+        "evidence" (the held-out faces' ground-truth masks, synthetic data
+        only, else None) and "source", a short description.
     """
     import numpy as np
     from sklearn.model_selection import train_test_split
@@ -208,6 +209,7 @@ def load_splits(data: str, samples: int = 7000, seed: int = 0):
             train=(x_tr, y_tr),
             val=(x_va, y_va),
             test=(held.images, held.labels),
+            evidence=held.evidence,
             source=f"synthetic faces (seed {seed})",
         )
 
@@ -223,6 +225,7 @@ def load_splits(data: str, samples: int = 7000, seed: int = 0):
             train=(x[pick["Training"]], y[pick["Training"]]),
             val=(x[pick["PublicTest"]], y[pick["PublicTest"]]),
             test=(x[pick["PrivateTest"]], y[pick["PrivateTest"]]),
+            evidence=None,
             source=f"{path.name} (Training / PublicTest / PrivateTest)",
         )
     stratify = y if np.bincount(y).min() >= 3 else None
@@ -237,6 +240,7 @@ def load_splits(data: str, samples: int = 7000, seed: int = 0):
         train=(x_tr, y_tr),
         val=(x_va, y_va),
         test=(x_te, y_te),
+        evidence=None,
         source=f"{path.name} (random 80/10/10 split)",
     )
 
@@ -345,6 +349,7 @@ def _report_command(args) -> None:
         spec,
         history=history,
         train_data=splits["train"],
+        evidence=splits["evidence"],
         verbose=0 if args.quiet else "auto",
     )
     _print_report(result)
@@ -400,6 +405,7 @@ def _demo_command(args) -> None:
         train_data=splits["train"],
         title="keras-fer-viz demo: the reference CNN on synthetic faces",
         epoch_maps={callback.name: callback.epoch_maps() for callback in watch},
+        evidence=splits["evidence"],
         verbose=0 if args.quiet else "auto",
     )
     _print_report(result)

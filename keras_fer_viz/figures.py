@@ -26,6 +26,9 @@ __all__ = [
     "confusion_matrix",
     "training_curves",
     "epoch_grid",
+    "trust_curves",
+    "randomization_grid",
+    "evidence_bars",
     "caption",
 ]
 
@@ -488,5 +491,126 @@ def epoch_grid(
                 axes[r, i].set_title(class_names[int(labels[i])], fontsize=8)
         axes[r, 0].set_ylabel(f"epoch {int(epochs[r])}", fontsize=8)
     fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="relevance")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def trust_curves(deletion, insertion, title="Deletion and insertion curves"):
+    """Mean deletion and insertion curves of several methods, random order beside them.
+
+    Args:
+        deletion: ``{method name: Curve}`` from `metrics.deletion_curve`;
+            a method named ``"random"`` is drawn dashed grey.
+        insertion: the same for `metrics.insertion_curve`.
+        title: the figure's title. Defaults to `"Deletion and insertion curves"`.
+
+    Returns:
+        A `matplotlib.figure.Figure` with two panels; the legends give each
+        method's mean area under the curve.
+    """
+    fig = Figure(figsize=(10, 3.8), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, curves, better in ((axes[0], deletion, "lower"), (axes[1], insertion, "higher")):
+        if not curves:
+            raise ValueError("Expected at least one curve per panel. Received: none")
+        kind = next(iter(curves.values())).kind
+        for name, curve in curves.items():
+            style = dict(color="0.5", linestyle="--") if name == "random" else {}
+            ax.plot(
+                curve.fractions,
+                curve.scores.mean(axis=0),
+                label=f"{name} (AUC {curve.mean_auc:.3f})",
+                **style,
+            )
+        ax.set_xlabel(f"share of pixels {'removed' if kind == 'deletion' else 'revealed'}")
+        ax.set_ylabel("probability of the target")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{kind} ({better} area is better)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def randomization_grid(image, results, title="Cascading randomisation"):
+    """Maps of one face as a model's layers are re-initialised from the top.
+
+    As in Adebayo et al. (2018): one row per method, the original map first,
+    then the map after each cumulative randomisation step; a right-hand
+    panel gives each method's mean rank correlation to its original map.
+
+    Args:
+        image: the face (H, W[, C]), image 0 of the results.
+        results: ``{method name: RandomizationResult}``, all with the same
+            layers.
+        title: the figure's title. Defaults to `"Cascading randomisation"`.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
+    if not results:
+        raise ValueError("Expected at least one RandomizationResult. Received: none")
+    names = list(results)
+    longest = max(len(results[n].layers) for n in names)
+    columns = longest + 2
+    fig = Figure(
+        figsize=(0.6 * columns + 4.2, 0.8 * len(names) + 1.1), dpi=100, layout="constrained"
+    )
+    grid = fig.add_gridspec(len(names), columns + 5)
+    for r, name in enumerate(names):
+        result = results[name]
+        ax = fig.add_subplot(grid[r, 0])
+        _show_image(ax, image)
+        ax.set_ylabel(name, fontsize=7)
+        for c, maps in enumerate(result.maps):
+            ax = fig.add_subplot(grid[r, c + 1])
+            ax.imshow(maps[0], cmap=_MAP_CMAP, vmin=0, vmax=1)
+            _bare(ax)
+            # Each model has its own layers (CAM's GAP head is not the dense head).
+            label = "original" if c == 0 else f"+ {result.layers[c - 1]}"
+            ax.set_title(label, fontsize=5, pad=2)
+    ax = fig.add_subplot(grid[:, columns:])
+    for name in names:
+        correlation = results[name].spearman.mean(axis=1)
+        ax.plot(np.arange(1, len(correlation) + 1), correlation, "o-", ms=3, label=name)
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xlabel("layers randomised (top first)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel("rank correlation to the original map")
+    ax.set_ylim(-0.5, 1.05)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def evidence_bars(scores, title="Maps against the ground truth"):
+    """Pointing game and evidence mass per method, with their chance levels.
+
+    Args:
+        scores: ``{method name: EvidenceScores}`` from `metrics.evidence_scores`.
+        title: the figure's title. Defaults to `"Maps against the ground truth"`.
+
+    Returns:
+        A `matplotlib.figure.Figure` with two bar panels.
+    """
+    if not scores:
+        raise ValueError("Expected at least one method's scores. Received: none")
+    names = list(scores)
+    means = [scores[n].mean() for n in names]
+    fig = Figure(figsize=(max(6, 1.3 * len(names) + 2), 3.6), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, key, label in (
+        (axes[0], "pointing", "pointing game (max inside)"),
+        (axes[1], "mass", "share of map mass inside"),
+    ):
+        values = [m[key] for m in means]
+        bars = ax.bar(range(len(names)), values, color="tab:blue")
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.axhline(means[0]["chance"], color="tab:red", linestyle="--", label="chance")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     return fig

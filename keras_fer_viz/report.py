@@ -24,7 +24,14 @@ from keras_fer_viz import _io, figures
 from keras_fer_viz.data.fer2013 import EMOTIONS
 from keras_fer_viz.spec import FigureSpec, load_spec
 
-__all__ = ["ReportContext", "ReportResult", "SkipFigure", "render_figure", "write_report"]
+__all__ = [
+    "ReportContext",
+    "ReportResult",
+    "SkipFigure",
+    "render_figure",
+    "trust_ranking",
+    "write_report",
+]
 
 
 class SkipFigure(Exception):
@@ -43,6 +50,8 @@ class ReportContext:
         history: a Keras ``History.history`` dict, for the training curves.
         train_data: ``(x, y)`` to train a CAM head on; None uses `x, y`.
         cam_model: a ready GAP-head model for CAM (skips `gap_head`).
+        evidence: (N, H, W) bool masks of the class-bearing pixels of `x`
+            (synthetic faces have them), for the "evidence" entries, or None.
         epoch_maps: ``{callback name: callback.epoch_maps()}`` from the
             training callbacks (`GradCAMCallback`, `SaliencyCallback`), for
             "epochs" entries.
@@ -56,7 +65,10 @@ class ReportContext:
     train_data: tuple | None = None
     cam_model: keras.Model | None = None
     epoch_maps: dict = field(default_factory=dict)
+    evidence: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
+    #: method -> {metric: value}, filled by the trust entries for the index.
+    trust: dict = field(default_factory=dict)
 
     def probabilities(self) -> np.ndarray:
         """The model's class probabilities for all of `x` (computed once)."""
@@ -300,6 +312,8 @@ def render_figure(entry: FigureSpec, ctx: ReportContext):
         return figures.training_curves(ctx.history, title=entry.title)
     if method == "epochs":
         return _epochs_figure(entry, ctx)
+    if method in ("deletion_insertion", "randomization", "evidence"):
+        return _trust_figure(entry, ctx)
     raise ValueError(f"Figure {entry.id!r}: unknown method {method!r}")  # spec.py checks first
 
 
@@ -319,6 +333,180 @@ def _epochs_figure(entry, ctx):
         class_names=ctx.class_names,
         title=entry.title,
     )
+
+
+_DEFAULT_TRUST = (
+    "saliency",
+    "smoothgrad",
+    "integrated_gradients",
+    "grad_cam",
+    "grad_cam_plus_plus",
+    "cam",
+)
+
+
+def _explainer_for(name, model, entry):
+    from keras_fer_viz import cam, grad_cam, lime, saliency
+
+    if name == "saliency":
+        return saliency.Saliency(model)
+    if name == "smoothgrad":
+        return saliency.SmoothGrad(model, seed=entry.get("seed", 0))
+    if name == "integrated_gradients":
+        return saliency.IntegratedGradients(model)
+    if name == "grad_cam":
+        return grad_cam.GradCAM(model)
+    if name == "grad_cam_plus_plus":
+        return grad_cam.GradCAMPlusPlus(model)
+    if name == "cam":
+        return cam.CAM(model)
+    return lime.Lime(
+        model, samples=entry.get("samples", 1000), seed=entry.get("seed", 0), verbose=0
+    )
+
+
+def _method_model(name, entry, ctx):
+    return _cam_model(entry, ctx) if name == "cam" else ctx.model
+
+
+def _trust_maps(name, entry, ctx, index):
+    key = ("maps", name, tuple(index))
+    if key not in ctx._cache:
+        explainer = _explainer_for(name, _method_model(name, entry, ctx), entry)
+        ctx._cache[key] = explainer.explain(ctx.x[index], target=ctx.y[index])
+    return ctx._cache[key]
+
+
+def _trust_figure(entry, ctx):
+    from keras_fer_viz import metrics
+
+    methods = entry.get("methods", list(_DEFAULT_TRUST))
+    index = pick_faces(
+        ctx.y,
+        entry.get("classes", "all"),
+        entry.get("images_per_class", 1),
+        entry.get("seed", 0),
+        ctx.class_names,
+    )
+    x, y = ctx.x[index], ctx.y[index]
+    if entry.method == "deletion_insertion":
+        steps = entry.get("steps", 20)
+        deletion, insertion = {}, {}
+        for name in [*methods, "random"]:
+            maps = (
+                metrics.random_maps(x, entry.get("seed", 0))
+                if name == "random"
+                else _trust_maps(name, entry, ctx, index)
+            )
+            deletion[name] = metrics.deletion_curve(ctx.model, x, maps, y, steps=steps)
+            insertion[name] = metrics.insertion_curve(ctx.model, x, maps, y, steps=steps)
+            if name != "random":
+                ctx.trust.setdefault(name, {}).update(
+                    deletion=deletion[name].mean_auc, insertion=insertion[name].mean_auc
+                )
+        ctx.trust.setdefault("random", {}).update(
+            deletion=deletion["random"].mean_auc, insertion=insertion["random"].mean_auc
+        )
+        return figures.trust_curves(deletion, insertion, title=entry.title)
+    if entry.method == "randomization":
+        face = entry.get("face_class")
+        if face is not None:  # the face shown goes first
+            first = pick_faces(ctx.y, [face], 1, entry.get("seed", 0), ctx.class_names)
+            index = np.concatenate([first, index[index != first[0]]])
+            x, y = ctx.x[index], ctx.y[index]
+        results = {}
+        for name in methods:
+            model = _method_model(name, entry, ctx)
+            results[name] = metrics.randomization_check(
+                lambda m, name=name: _explainer_for(name, m, entry),
+                model,
+                x,
+                y,
+                seed=entry.get("seed", 0),
+            )
+            ctx.trust.setdefault(name, {})["randomization"] = results[name].final_spearman
+        return figures.randomization_grid(x[0], results, title=entry.title)
+    if ctx.evidence is None:
+        raise SkipFigure("the data have no evidence masks (only synthetic faces do)")
+    scores = {}
+    for name in methods:
+        scores[name] = metrics.evidence_scores(
+            _trust_maps(name, entry, ctx, index), ctx.evidence[index]
+        )
+        mean = scores[name].mean()
+        ctx.trust.setdefault(name, {}).update(pointing=mean["pointing"], mass=mean["mass"])
+    return figures.evidence_bars(scores, title=entry.title)
+
+
+# metric -> (label, True when higher is better)
+_TRUST_COLUMNS = {
+    "deletion": ("deletion AUC", False),
+    "insertion": ("insertion AUC", True),
+    "randomization": ("rank corr. after full randomisation", False),
+    "pointing": ("pointing game", True),
+    "mass": ("evidence mass", True),
+}
+
+
+def trust_ranking(trust: dict) -> list[tuple[str, float, dict]]:
+    """Methods ranked by their mean rank over the trust metrics they have.
+
+    Args:
+        trust: ``{method: {metric: value}}`` (`ReportContext.trust`); the
+            "random" row is a reference and is not ranked.
+
+    Returns:
+        ``[(method, mean rank, metrics), ...]``, best first.
+    """
+    methods = [m for m in trust if m != "random"]
+    ranks = {m: [] for m in methods}
+    for metric, (_, higher) in _TRUST_COLUMNS.items():
+        have = [m for m in methods if metric in trust[m]]
+        ordered = sorted(have, key=lambda m: trust[m][metric], reverse=higher)
+        for position, m in enumerate(ordered, start=1):
+            ranks[m].append(position)
+    rows = [(m, float(np.mean(ranks[m])) if ranks[m] else float("inf"), trust[m]) for m in methods]
+    return sorted(rows, key=lambda row: row[1])
+
+
+def _trust_html(ctx) -> list[str]:
+    if not ctx.trust:
+        return []
+    e = html.escape
+    columns = [c for c in _TRUST_COLUMNS if any(c in v for v in ctx.trust.values())]
+    head = "".join(
+        f"<th>{e(_TRUST_COLUMNS[c][0])} ({'higher' if _TRUST_COLUMNS[c][1] else 'lower'}"
+        " is better)</th>"
+        for c in columns
+    )
+    lines = [
+        '<section id="trust"><h2>How far to trust these maps</h2>',
+        "<p>Methods ranked on this model by their mean rank over the checks below: "
+        "deletion and insertion (Petsiuk et al. 2018: does removing the map's top pixels "
+        "lower the score fast, does revealing them raise it fast?), cascading "
+        "randomisation (Adebayo et al. 2018: a map that does not change when the model's "
+        "weights are randomised does not explain the model) and, on synthetic faces, the "
+        "ground truth.</p>",
+        f"<table><tr><th>rank</th><th>method</th>{head}</tr>",
+    ]
+    for position, (name, _, values) in enumerate(trust_ranking(ctx.trust), start=1):
+        cells = "".join(
+            f"<td>{values[c]:.3f}</td>" if c in values else "<td>-</td>" for c in columns
+        )
+        lines.append(f"<tr><td>{position}</td><td>{e(name)}</td>{cells}</tr>")
+    if "random" in ctx.trust:
+        cells = "".join(
+            f"<td>{ctx.trust['random'][c]:.3f}</td>" if c in ctx.trust["random"] else "<td>-</td>"
+            for c in columns
+        )
+        lines.append(f"<tr><td></td><td>random order (reference)</td>{cells}</tr>")
+    if ctx.evidence is not None and "pointing" in columns:
+        chance = float(ctx.evidence.mean())
+        lines.append(f"</table><p>Chance level of the ground-truth scores: {chance:.3f}.</p>")
+    else:
+        lines.append("</table>")
+    lines.append("</section>")
+    return lines
 
 
 def _model_summary(model) -> str:
@@ -350,6 +538,7 @@ def write_report(
     class_names=EMOTIONS,
     epoch_maps=None,
     cam_model=None,
+    evidence=None,
     title="keras-fer-viz report",
     verbose="auto",
 ) -> ReportResult:
@@ -374,6 +563,8 @@ def write_report(
         epoch_maps: per-epoch maps of the training callbacks,
             ``{name: callback.epoch_maps()}``. Defaults to `None`.
         cam_model: a ready GAP-head model for CAM entries. Defaults to `None`.
+        evidence: (N, H, W) ground-truth masks of `x` (synthetic faces), for
+            the "evidence" entries and the trust ranking. Defaults to `None`.
         title: the page title. Defaults to `"keras-fer-viz report"`.
         verbose: "auto"/1 for a progress bar over figures, 0 for none.
             Defaults to `"auto"`.
@@ -396,6 +587,7 @@ def write_report(
         train_data,
         cam_model,
         dict(epoch_maps or {}),
+        None if evidence is None else np.asarray(evidence, dtype=bool),
     )
     verbose = 1 if verbose == "auto" else int(verbose)
     bar = keras.utils.Progbar(len(entries), unit_name="figure") if verbose else None
@@ -454,5 +646,6 @@ def _index_html(title, entries, written, failed, skipped, ctx) -> str:
         else:
             parts.append(f'<p class="failed">This figure failed: {e(failed[entry.id])}</p>')
         parts.append("</section>")
+    parts += _trust_html(ctx)
     parts += ["<h2>Model</h2>", f"<pre>{e(_model_summary(ctx.model))}</pre>", "</body></html>"]
     return "\n".join(parts) + "\n"

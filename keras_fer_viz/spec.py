@@ -25,7 +25,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["FigureSpec", "SpecError", "load_spec", "default_spec_path", "METHODS"]
+__all__ = [
+    "FigureSpec",
+    "SpecError",
+    "load_spec",
+    "default_spec_path",
+    "METHODS",
+    "TRUST_METHODS",
+]
 
 _COMMON = {"classes", "images_per_class", "seed"}
 _LAYER = {"layer", "conv_layer"}
@@ -43,7 +50,20 @@ METHODS: dict[str, set[str]] = {
     "confusion_matrix": set(),
     "training_curves": set(),
     "epochs": {"callback"},
+    "deletion_insertion": _COMMON | {"methods", "steps", "samples"},
+    "randomization": _COMMON | {"methods", "face_class"},
+    "evidence": _COMMON | {"methods", "samples"},
 }
+#: Methods the trust entries compare.
+TRUST_METHODS = (
+    "saliency",
+    "smoothgrad",
+    "integrated_gradients",
+    "grad_cam",
+    "grad_cam_plus_plus",
+    "cam",
+    "lime",
+)
 _REQUIRED = ("id", "title", "question", "method", "file")
 _KEYS = set(_REQUIRED) | {"description", "parameters"}
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -106,6 +126,14 @@ def _check_parameter(where, name, value):
         )
         if not ok:
             fail(f'"all" or a non-empty list of class names {list(EMOTIONS)} or indices')
+    elif name == "methods":
+        if not (
+            isinstance(value, list)
+            and value
+            and all(v in TRUST_METHODS for v in value)
+            and len(set(value)) == len(value)
+        ):
+            fail(f"a non-empty list of distinct methods from {list(TRUST_METHODS)}")
     elif name == "face_class":
         if value not in EMOTIONS:
             fail(f"one of {list(EMOTIONS)}")

@@ -80,4 +80,5 @@ def report_context(
         history=fixture_history,
         cam_model=fixture_cam_model,
         epoch_maps={"grad_cam": fixture_epoch_maps},
+        evidence=report_faces.evidence,
     )

@@ -147,3 +147,39 @@ def test_figures_never_touch_pyplot():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_trust_figures():
+    from keras_fer_viz.metrics import Curve, EvidenceScores, RandomizationResult
+
+    fractions = np.linspace(0, 1, 3)
+    curve = Curve(
+        "deletion",
+        fractions,
+        np.array([[1.0, 0.5, 0.0], [1.0, 0.7, 0.2]]),
+        np.array([0.5, 0.65]),
+        np.array([0, 1]),
+    )
+    flat = Curve("insertion", fractions, np.full((2, 3), 0.5), np.full(2, 0.5), np.array([0, 1]))
+    fig = figures.trust_curves({"a": curve, "random": curve}, {"a": flat})
+    left, right = fig.axes[:2]
+    np.testing.assert_allclose(left.lines[0].get_ydata(), [1.0, 0.6, 0.1])
+    assert left.lines[1].get_linestyle() == "--"  # the random order
+    assert [t.get_text() for t in left.get_legend().get_texts()][0] == "a (AUC 0.575)"
+    assert right.get_title() == "insertion (higher area is better)"
+
+    maps = RNG.uniform(size=(3, 2, 8, 8))
+    result = RandomizationResult(
+        ["top", "bottom"], maps, np.array([[0.5, 0.3], [0.1, -0.1]]), np.zeros((2, 2))
+    )
+    fig = figures.randomization_grid(FACES[0], {"m": result})
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[1:4] == ["original", "+ top", "+ bottom"]
+    np.testing.assert_allclose(fig.axes[-1].lines[0].get_ydata(), [0.4, 0.0])
+
+    scores = EvidenceScores(np.array([1.0, 0.0]), np.array([0.6, 0.2]), np.array([0.1, 0.1]))
+    fig = figures.evidence_bars({"m": scores, "n": scores})
+    pointing, mass = fig.axes[:2]
+    assert [b.get_height() for b in pointing.patches[:2]] == [0.5, 0.5]
+    assert mass.patches[0].get_height() == pytest.approx(0.4)
+    assert pointing.lines[0].get_ydata()[0] == pytest.approx(0.1)  # chance

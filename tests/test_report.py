@@ -95,6 +95,49 @@ def test_report_writes_figures_and_an_index_and_goes_on_after_a_failure(
     assert image.ndim == 3 and image.shape[0] > 100
 
 
+def test_report_ranks_the_methods_it_checked(tmp_path, fixture_model, report_faces):
+    spec = [
+        FigureSpec(
+            "curves",
+            "Curves",
+            "trust",
+            "deletion_insertion",
+            "a.png",
+            parameters={"methods": ["saliency", "grad_cam"], "steps": 4},
+        ),
+        FigureSpec(
+            "truth",
+            "Truth",
+            "trust",
+            "evidence",
+            "b.png",
+            parameters={"methods": ["saliency", "grad_cam"]},
+        ),
+    ]
+    result = write_report(
+        fixture_model,
+        report_faces.images[:140],
+        report_faces.labels[:140],
+        tmp_path,
+        spec,
+        evidence=report_faces.evidence[:140],
+        verbose=0,
+    )
+    assert sorted(result.figures) == ["curves", "truth"]
+    page = (tmp_path / "index.html").read_text()
+    assert "How far to trust these maps" in page and "random order (reference)" in page
+    rows = re.findall(r"<tr><td>(\d)</td><td>(\w+)</td>", page)
+    assert sorted(name for _, name in rows) == ["grad_cam", "saliency"]
+    assert "Chance level of the ground-truth scores" in page
+
+
+def test_evidence_figure_is_skipped_without_masks(report_context):
+    report_context.evidence = None
+    entry = next(e for e in SPEC if e.method == "evidence")
+    with pytest.raises(SkipFigure, match="no evidence masks"):
+        render_figure(entry, report_context)
+
+
 @pytest.mark.slow
 def test_report_command_renders_the_whole_spec(tmp_path, capsys):
     out = tmp_path / "out"
@@ -121,7 +164,10 @@ def test_report_command_renders_the_whole_spec(tmp_path, capsys):
     for name in named:
         assert (out / name).is_file() and mpimg.imread(out / name).shape[0] > 100
     text = capsys.readouterr().out
-    assert "Wrote 9 figures" in text and "skipped q4_grad_cam_epochs: no per-epoch maps" in text
+    assert (
+        f"Wrote {len(SPEC) - 1} figures" in text
+        and "skipped q4_grad_cam_epochs: no per-epoch maps" in text
+    )
 
 
 def test_report_refuses_a_model_that_needs_unsafe_loading(tmp_path, capsys):

@@ -1,0 +1,435 @@
+"""How far to trust a map: faithfulness, sanity checks and ground-truth scores.
+
+- `deletion_curve` and `insertion_curve` (Petsiuk, Das and Saenko 2018,
+  "RISE: randomized input sampling for explanation of black-box models"):
+  pixels are removed from the image (or revealed on a blurred copy) in the
+  order of the map, most relevant first, and the target class's probability
+  is followed. A faithful map makes it fall fast on deletion (low area under
+  the curve) and rise fast on insertion (high area). `random_maps` gives the
+  random-order baseline.
+- `randomization_check` (Adebayo et al. 2018, "Sanity checks for saliency
+  maps"): the layers of a copy of the model are re-initialised one after
+  another from the top; a method whose maps barely change (high rank
+  correlation, high SSIM to the original maps) does not explain the model.
+- `evidence_scores`: on faces with a known truth (the `evidence` masks of
+  `keras_fer_viz.synthetic_faces`), the pointing game (the map's maximum
+  falls inside the evidence) and the share of map mass inside it, each with
+  its chance level.
+
+The curves are computed in compiled batches: every perturbed image of a
+chunk of images is built and classified in one call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_fer_viz import _gradients
+from keras_fer_viz._explainer import as_images, as_targets
+from keras_fer_viz.layers import all_layers, build_probe, input_shape
+
+__all__ = [
+    "Curve",
+    "deletion_curve",
+    "insertion_curve",
+    "random_maps",
+    "RandomizationResult",
+    "randomization_check",
+    "EvidenceScores",
+    "evidence_scores",
+    "spearman",
+]
+
+
+@dataclass
+class Curve:
+    """A deletion or insertion curve per image.
+
+    Attributes:
+        kind: "deletion" or "insertion".
+        fractions: (S,) share of pixels removed or revealed, 0 to 1.
+        scores: (N, S) probability of each image's target along the way.
+        auc: (N,) area under each curve (trapezoid rule over the fractions).
+        targets: (N,) the classes followed.
+    """
+
+    kind: str
+    fractions: np.ndarray
+    scores: np.ndarray
+    auc: np.ndarray
+    targets: np.ndarray
+
+    @property
+    def mean_auc(self) -> float:
+        return float(self.auc.mean())
+
+
+def random_maps(images, seed=0) -> np.ndarray:
+    """Uniform random maps (N, H, W) for the random-order baseline of the curves."""
+    x = np.asarray(images)
+    x = x[None] if x.ndim == 3 else x
+    return np.random.default_rng(seed).uniform(size=x.shape[:3]).astype(np.float32)
+
+
+def _fill(x, fill):
+    if isinstance(fill, (int, float)) and not isinstance(fill, bool):
+        return np.full_like(x, float(fill))
+    if fill == "mean":
+        return np.broadcast_to(x.mean(axis=(1, 2, 3), keepdims=True), x.shape).copy()
+    if fill == "blur":
+        from skimage.filters import gaussian
+
+        sigma = max(1.0, x.shape[1] / 12)  # 4 pixels on a 48x48 face
+        return gaussian(x, sigma=(0, sigma, sigma, 0), preserve_range=True).astype(np.float32)
+    raise ValueError(f"Expected fill 'mean', 'blur' or a number. Received: {fill!r}")
+
+
+def _ranks(maps):
+    """Rank of each pixel in the map's order: 0 for the most relevant (ties by position)."""
+    flat = maps.reshape(len(maps), -1)
+    order = np.argsort(-flat, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None], axis=1)
+    return ranks.reshape(maps.shape).astype(np.int32)
+
+
+_CURVE_FNS: dict = {}
+
+
+def _curve_fn(model, steps_plus_one, shape):
+    """The compiled function for one model and curve length, built once."""
+    key = (id(model), steps_plus_one, shape)
+    cached = _CURVE_FNS.get(key)
+    if cached is not None and cached[0]() is model:
+        return cached[1]
+    probe, _ = build_probe(model, (), score="probability")
+    forward = _gradients.forward(probe)
+
+    def fn(x, first, second, ranks, counts, targets):
+        # The pixels whose rank is below the count come from `first`, the
+        # others from `second`: one perturbed image per (image, step).
+        n = ops.shape(x)[0]
+        take = ops.expand_dims(ranks, 1) < ops.reshape(counts, (1, -1, 1, 1))
+        take = ops.expand_dims(take, -1)
+        images = ops.where(take, ops.expand_dims(first, 1), ops.expand_dims(second, 1))
+        images = ops.reshape(images, (-1, *shape))
+        probs = forward([images])[-1]
+        probs = ops.reshape(probs, (n, steps_plus_one, -1))
+        index = ops.reshape(targets, (-1, 1, 1))
+        return ops.take_along_axis(probs, ops.broadcast_to(index, (n, steps_plus_one, 1)), axis=-1)[
+            ..., 0
+        ]
+
+    spec = [((None, *shape), "float32")] * 3 + [
+        ((None, *shape[:2]), "int32"),
+        ((steps_plus_one,), "int32"),
+        ((None,), "int32"),
+    ]
+    compiled = _gradients.compile(fn, probe, spec)
+    import weakref
+
+    _CURVE_FNS[key] = (weakref.ref(model), compiled)
+    return compiled
+
+
+def _curve(kind, model, images, maps, target, steps, fill, batch_size):
+    shape = input_shape(model)
+    x = as_images(images, shape, model.name)
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim == 2:
+        maps = maps[None]
+    if maps.shape != x.shape[:3]:
+        raise ValueError(
+            f"Expected one (H, W) map per image: shape {x.shape[:3]}. Received: shape={maps.shape}"
+        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
+    probs = model.predict(x, batch_size=256, verbose=0)
+    t = as_targets(target, len(x), probs.shape[-1])
+    t = np.where(t < 0, probs.argmax(axis=1), t).astype(np.int32)
+    pixels = x.shape[1] * x.shape[2]
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    counts = np.round(fractions * pixels).astype(np.int32)
+    filled = _fill(x, fill).astype(np.float32)
+    # Deletion: the first `count` pixels in map order take the fill value.
+    # Insertion: they take the image's value, the rest the fill (a blur).
+    first, second = (filled, x) if kind == "deletion" else (x, filled)
+    fn = _curve_fn(model, steps + 1, tuple(x.shape[1:]))
+    ranks = _ranks(maps)
+    per_call = max(1, batch_size // (steps + 1))
+    scores = np.concatenate(
+        [
+            fn(
+                x[i : i + per_call],
+                first[i : i + per_call],
+                second[i : i + per_call],
+                ranks[i : i + per_call],
+                counts,
+                t[i : i + per_call],
+            )
+            for i in range(0, len(x), per_call)
+        ]
+    )
+    auc = np.trapezoid(scores, fractions, axis=1)
+    return Curve(kind, fractions, scores, auc, t)
+
+
+def deletion_curve(model, images, maps, target=None, steps=20, fill="mean", batch_size=512):
+    """The target's probability as the map's most relevant pixels are removed.
+
+    Petsiuk, Das and Saenko (2018), "RISE". Pixels are removed in the map's
+    order (most relevant first, `steps` equal shares) by setting them to
+    `fill`; a faithful map makes the probability fall fast: a low area
+    under the curve.
+
+    Args:
+        model: a Keras classifier with probability outputs.
+        images: (N, H, W, C) images, as the model takes them.
+        maps: (N, H, W) maps, higher = more relevant.
+        target: None (each image's predicted class), an int, or one int
+            per image. Defaults to `None`.
+        steps: shares of pixels (the curve has `steps + 1` points).
+            Defaults to `20`.
+        fill: what removed pixels become: ``"mean"`` (the image's mean; no
+            black blobs, which a per-image standardising model would read as
+            strong features), ``"blur"``, or a number. Defaults to `"mean"`.
+        batch_size: perturbed images per compiled call. Defaults to `512`.
+
+    Returns:
+        A `Curve`.
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> model = kfv.fer_cnn(width=0.25)
+    >>> faces = kfv.synthetic_faces(2)
+    >>> curve = deletion_curve(model, faces.images, random_maps(faces.images), steps=4)
+    >>> curve.scores.shape, curve.auc.shape
+    ((2, 5), (2,))
+    """
+    return _curve("deletion", model, images, maps, target, steps, fill, batch_size)
+
+
+def insertion_curve(model, images, maps, target=None, steps=20, fill="blur", batch_size=512):
+    """The target's probability as the map's most relevant pixels are revealed.
+
+    Starts from `fill` (a blurred copy by default, as Petsiuk et al. do) and
+    reveals the image's pixels in the map's order; a faithful map makes the
+    probability rise fast: a high area under the curve. Arguments as in
+    `deletion_curve`.
+
+    Returns:
+        A `Curve`.
+    """
+    return _curve("insertion", model, images, maps, target, steps, fill, batch_size)
+
+
+def spearman(a, b) -> np.ndarray:
+    """Spearman rank correlation of each pair of maps, (N,); ties get average ranks."""
+    from scipy.stats import rankdata
+
+    a = rankdata(np.asarray(a).reshape(len(a), -1), axis=1)
+    b = rankdata(np.asarray(b).reshape(len(b), -1), axis=1)
+    a -= a.mean(axis=1, keepdims=True)
+    b -= b.mean(axis=1, keepdims=True)
+    denom = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    return np.where(denom > 0, (a * b).sum(1) / np.where(denom > 0, denom, 1), 0.0)
+
+
+def _ssim(a, b) -> np.ndarray:
+    from skimage.metrics import structural_similarity
+
+    side = min(a.shape[1:3])
+    window = min(7, side if side % 2 else side - 1)  # scikit-image's default, or what fits
+    if window < 3:
+        return np.full(len(a), np.nan)
+    return np.array(
+        [
+            structural_similarity(p, q, data_range=1.0, win_size=window)
+            for p, q in zip(a, b, strict=True)
+        ]
+    )
+
+
+@dataclass
+class RandomizationResult:
+    """The maps of a cascading randomisation and their similarity to the original.
+
+    Attributes:
+        layers: names of the layers re-initialised, in order (top first);
+            step k has layers[0..k] randomised.
+        maps: (L + 1, N, H, W): the original maps, then after each step.
+        spearman: (L, N) rank correlation of each step's maps to the original.
+        ssim: (L, N) structural similarity of each step's maps to the original.
+    """
+
+    layers: list
+    maps: np.ndarray
+    spearman: np.ndarray
+    ssim: np.ndarray
+
+    @property
+    def final_spearman(self) -> float:
+        """Mean rank correlation once every layer is randomised (0 is ideal)."""
+        return float(self.spearman[-1].mean())
+
+
+def _kernels(layer):
+    return [
+        v
+        for v in layer.weights
+        if v.path.split("/")[-1] == "bias" or v.path.split("/")[-1].endswith("kernel")
+    ]
+
+
+def _reinitialize(layer, seed):
+    """New random values for a layer's kernels from its own initialisers, seeded.
+
+    Frozen layers count too (a GAP head's base is frozen); batch
+    normalisation statistics are left alone, as in Adebayo et al.
+    """
+    for variable in _kernels(layer):
+        name = variable.path.split("/")[-1]
+        initializer = getattr(layer, f"{name}_initializer", None)
+        if initializer is None:
+            initializer = keras.initializers.GlorotUniform()
+        config = initializer.get_config()
+        if "seed" in config:
+            config["seed"] = seed
+        fresh = initializer.__class__.from_config(config)
+        value = fresh(tuple(variable.shape), dtype=variable.dtype)
+        if name == "bias" or not np.any(keras.ops.convert_to_numpy(value)):
+            # Zero-initialised weights would make the layer silent rather
+            # than random: draw them like a kernel.
+            value = keras.random.normal(tuple(variable.shape), stddev=0.05, seed=seed)
+        variable.assign(value)
+
+
+def randomization_check(explainer_factory, model, images, target=None, layers=None, seed=0):
+    """Cascading model-parameter randomisation (Adebayo et al. 2018).
+
+    A copy of `model` (same weights) is explained, then its layers with a
+    kernel are re-initialised one after another from the output towards the
+    input, and the images are explained again after each step. Maps that
+    stay close to the original (rank correlation near 1) do not depend on
+    what the model learnt. The caller's model is not touched.
+
+    Args:
+        explainer_factory: ``f(model) -> explainer`` with an ``explain``
+            method, e.g. ``lambda m: kfv.GradCAM(m)``.
+        model: a Sequential or Functional Keras classifier.
+        images: (N, H, W, C) images.
+        target: None (the original model's predicted class, kept for every
+            step), an int, or one int per image. Defaults to `None`.
+        layers: names of the layers to randomise, in order; None for every
+            layer with a kernel, top first. Defaults to `None`.
+        seed: seed of the new weights. Defaults to `0`.
+
+    Returns:
+        A `RandomizationResult`.
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> model = kfv.fer_cnn(width=0.25)
+    >>> result = randomization_check(kfv.Saliency, model, kfv.synthetic_faces(2).images)
+    >>> result.layers[:2], result.spearman.shape
+    (['predictions', 'dense3'], (10, 2))
+    """
+    x = as_images(images, input_shape(model), model.name)
+    probs = model.predict(x, batch_size=256, verbose=0)
+    t = as_targets(target, len(x), probs.shape[-1])
+    t = np.where(t < 0, probs.argmax(axis=1), t)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    explainer = explainer_factory(copy)
+    original = explainer.explain(x, target=t)
+    rows = [r for r in all_layers(copy) if not isinstance(r.layer, keras.Model)]
+    if layers is None:
+        chosen = [
+            r.layer for r in reversed(rows) if hasattr(r.layer, "kernel") and _kernels(r.layer)
+        ]
+    else:
+        by_name = {r.layer.name: r.layer for r in rows}
+        missing = [name for name in layers if name not in by_name]
+        if missing:
+            raise ValueError(
+                f"Layers {missing} are not in model {model.name!r}. Layers: {sorted(by_name)}"
+            )
+        chosen = [by_name[name] for name in layers]
+    maps, rho, ssim = [original], [], []
+    for step, layer in enumerate(chosen):
+        _reinitialize(layer, seed + step)
+        now = explainer.explain(x, target=t)
+        maps.append(now)
+        rho.append(spearman(original, now))
+        ssim.append(_ssim(original, now))
+    return RandomizationResult(
+        [la.name for la in chosen], np.stack(maps), np.array(rho), np.array(ssim)
+    )
+
+
+@dataclass
+class EvidenceScores:
+    """Pointing game and evidence mass of maps against ground-truth masks.
+
+    Attributes (each (N,), with `mean` giving the average):
+        pointing: share of the map's maximal pixels that lie inside the
+            evidence (1 or 0 for a single maximum; a tie is scored as a
+            random pick among the maxima).
+        mass: share of the map's mass inside the evidence (a blank map,
+            with no mass, counts as chance).
+        chance: the evidence's share of the image: what a random point
+            scores on the pointing game and a uniform map on mass.
+    """
+
+    pointing: np.ndarray
+    mass: np.ndarray
+    chance: np.ndarray
+
+    def mean(self) -> dict:
+        return dict(
+            pointing=float(self.pointing.mean()),
+            mass=float(self.mass.mean()),
+            chance=float(self.chance.mean()),
+        )
+
+
+def evidence_scores(maps, evidence) -> EvidenceScores:
+    """Scores maps against the pixels that carry the class.
+
+    Args:
+        maps: (N, H, W) maps, >= 0.
+        evidence: (N, H, W) bool masks (`synthetic_faces(...).evidence`).
+
+    Returns:
+        `EvidenceScores`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> evidence = np.zeros((1, 4, 4), bool); evidence[0, :2] = True
+    >>> scores = evidence_scores(np.ones((1, 4, 4)), evidence)  # a constant map
+    >>> scores.mean()
+    {'pointing': 0.5, 'mass': 0.5, 'chance': 0.5}
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    evidence = np.asarray(evidence, dtype=bool)
+    if maps.ndim != 3 or maps.shape != evidence.shape:
+        raise ValueError(
+            f"Expected maps and evidence of the same shape (N, H, W). Received: "
+            f"{maps.shape} and {evidence.shape}"
+        )
+    if (maps < 0).any():
+        raise ValueError("Expected maps >= 0 (take the absolute value of signed maps).")
+    flat, ev = maps.reshape(len(maps), -1), evidence.reshape(len(maps), -1)
+    chance = ev.mean(axis=1)
+    top = flat == flat.max(axis=1, keepdims=True)
+    pointing = (top & ev).sum(1) / top.sum(1)
+    total = flat.sum(1)
+    mass = np.where(total > 0, (flat * ev).sum(1) / np.where(total > 0, total, 1), chance)
+    return EvidenceScores(pointing, mass, chance)

@@ -1,0 +1,179 @@
+"""Tests of keras_fer_viz.metrics: curves, randomisation and ground-truth scores by hand."""
+
+import keras
+import numpy as np
+import pytest
+import tiny_models
+
+import keras_fer_viz as kfv
+from keras_fer_viz.metrics import (
+    deletion_curve,
+    evidence_scores,
+    insertion_curve,
+    random_maps,
+    randomization_check,
+    spearman,
+)
+from keras_fer_viz.report import trust_ranking
+
+
+def two_by_two():
+    """p(class 1) = softmax([0, w . x])[1] on a 2x2 image."""
+    inputs = keras.Input((2, 2, 1))
+    dense = keras.layers.Dense(2, activation="softmax")
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.set_weights(
+        [np.array([[0, 1.0], [0, 2.0], [0, -1.0], [0, 0.5]], "float32"), np.zeros(2, "float32")]
+    )
+    return model
+
+
+def p1(x):
+    z = x.reshape(len(x), -1) @ np.array([1.0, 2.0, -1.0, 0.5])
+    return 1 / (1 + np.exp(-z))
+
+
+def test_deletion_and_insertion_by_hand():
+    model = two_by_two()
+    x = np.array([[1.0, 1.0], [1.0, 1.0]], "float32").reshape(1, 2, 2, 1)
+    maps = np.array([[[0.2, 0.9], [0.1, 0.5]]], "float32")  # order: pixel 1, 3, 0, 2
+    curve = deletion_curve(model, x, maps, target=1, steps=4, fill=0.0)
+    expected = []
+    kept = np.ones(4)
+    expected.append(p1(kept.reshape(1, 2, 2))[0])
+    for pixel in (1, 3, 0, 2):
+        kept[pixel] = 0
+        expected.append(p1(kept.reshape(1, 2, 2))[0])
+    np.testing.assert_allclose(curve.scores[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(curve.fractions, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(curve.auc, np.trapezoid(expected, curve.fractions), rtol=1e-6)
+    assert curve.kind == "deletion" and curve.targets.tolist() == [1]
+
+    insertion = insertion_curve(model, x, maps, target=1, steps=4, fill=0.0)
+    shown = np.zeros(4)
+    expected = [p1(shown.reshape(1, 2, 2))[0]]
+    for pixel in (1, 3, 0, 2):
+        shown[pixel] = 1
+        expected.append(p1(shown.reshape(1, 2, 2))[0])
+    np.testing.assert_allclose(insertion.scores[0], expected, rtol=1e-5)
+
+
+def test_the_models_own_weights_beat_random_order_on_deletion():
+    model = tiny_models.linear((4, 4, 1), classes=2, seed=3)
+    w = (
+        model.get_layer("dense").get_weights()[0][:, 1]
+        - model.get_layer("dense").get_weights()[0][:, 0]
+    )
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (6, 4, 4, 1)).astype("float32")
+    contribution = np.maximum(w.reshape(4, 4) * x[..., 0], 0)  # what each pixel adds to class 1
+    weights_map = deletion_curve(model, x, contribution, target=1, steps=16, fill=0.0)
+    randoms = [
+        deletion_curve(model, x, random_maps(x, seed), target=1, steps=16, fill=0.0)
+        for seed in range(5)
+    ]
+    assert weights_map.mean_auc < min(r.mean_auc for r in randoms)
+    assert (weights_map.auc <= np.mean([r.auc for r in randoms], axis=0)).all()
+
+
+def test_curves_are_batch_independent_and_check_their_input():
+    model = two_by_two()
+    x = np.random.default_rng(1).normal(size=(5, 2, 2, 1)).astype("float32")
+    maps = random_maps(x, 2)
+    a = deletion_curve(model, x, maps, steps=4, batch_size=5)  # one image per call
+    b = deletion_curve(model, x, maps, steps=4)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"one \(H, W\) map per image: shape \(5, 2, 2\)"):
+        deletion_curve(model, x, maps[:3])
+    with pytest.raises(ValueError, match="fill 'mean', 'blur' or a number"):
+        deletion_curve(model, x, maps, fill="black")
+    with pytest.raises(ValueError, match="positive int `steps`"):
+        insertion_curve(model, x, maps, steps=0)
+
+
+def test_fills():
+    model = kfv.fer_cnn(width=0.125)
+    faces = kfv.synthetic_faces(2)
+    blur = insertion_curve(model, faces.images, random_maps(faces.images), steps=2)
+    mean = deletion_curve(model, faces.images, random_maps(faces.images), steps=2)
+    # All pixels removed or none revealed: the image becomes its fill.
+    np.testing.assert_allclose(mean.scores[:, 0], blur.scores[:, -1], rtol=1e-5)
+    assert mean.scores.shape == blur.scores.shape == (2, 3)
+
+
+def test_evidence_scores_by_hand():
+    evidence = np.zeros((3, 2, 2), bool)
+    evidence[:, 0, 0] = True
+    maps = np.array([[[4, 0], [0, 0]], [[0, 1], [1, 2]], [[0, 0], [0, 0]]], float)
+    scores = evidence_scores(maps, evidence)
+    np.testing.assert_allclose(scores.pointing, [1, 0, 0.25])  # blank map: a tie of 4
+    np.testing.assert_allclose(scores.mass, [1, 0, 0.25])  # blank map: chance
+    np.testing.assert_allclose(scores.chance, 0.25)
+
+
+def test_a_constant_map_scores_at_chance():
+    faces = kfv.synthetic_faces(14)
+    scores = evidence_scores(np.ones((14, 48, 48)), faces.evidence)
+    np.testing.assert_allclose(scores.pointing, scores.chance)
+    np.testing.assert_allclose(scores.mass, scores.chance)
+    with pytest.raises(ValueError, match="maps >= 0"):
+        evidence_scores(-np.ones((14, 48, 48)), faces.evidence)
+    with pytest.raises(ValueError, match="same shape"):
+        evidence_scores(np.ones((2, 48, 48)), faces.evidence)
+
+
+def test_spearman():
+    a = np.arange(16.0).reshape(1, 4, 4)
+    np.testing.assert_allclose(spearman(a, a), [1.0])
+    np.testing.assert_allclose(spearman(a, -a), [-1.0])
+    b = np.array([[1, 2, 2, 3]], float)
+    c = np.array([[1, 3, 2, 4]], float)
+    from scipy.stats import spearmanr
+
+    np.testing.assert_allclose(spearman(b, c), [spearmanr(b[0], c[0]).statistic])
+    np.testing.assert_allclose(spearman(np.zeros((1, 4)), c), [0.0])
+
+
+def test_randomization_works_on_a_copy():
+    model = kfv.fer_cnn(width=0.125)
+    weights = [w.copy() for w in model.get_weights()]
+    seen = []
+
+    def factory(m):
+        seen.append(m)
+        return kfv.Saliency(m)
+
+    faces = kfv.synthetic_faces(3)
+    result = randomization_check(factory, model, faces.images, seed=1)
+    assert seen[0] is not model
+    for a, b in zip(weights, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    convs = [f"block{b}_conv{i}" for b in (3, 2, 1) for i in (2, 1)]
+    assert result.layers == ["predictions", "dense3", "dense2", "dense1", *convs]
+    assert result.maps.shape == (11, 3, 48, 48)
+    assert result.spearman.shape == result.ssim.shape == (10, 3)
+    np.testing.assert_allclose(result.maps[0], kfv.Saliency(model).explain(faces.images), atol=1e-5)
+
+
+def test_randomizing_a_linear_model_gives_a_new_map():
+    model = tiny_models.linear((6, 6, 1), classes=2, seed=0, softmax=False)
+    x = np.ones((2, 6, 6, 1), "float32")
+    result = randomization_check(kfv.Saliency, model, x, target=0, seed=4)
+    assert result.layers == ["dense"]
+    new = np.abs(result.maps[1])
+    assert abs(result.final_spearman) < 0.5  # |W| and |new W| are unrelated
+    assert np.isclose(new.max(), 1.0)
+    with pytest.raises(ValueError, match=r"Layers \['nope'\] are not in model"):
+        randomization_check(kfv.Saliency, model, x, layers=["nope"])
+
+
+def test_trust_ranking():
+    trust = {
+        "a": {"deletion": 0.1, "insertion": 0.9, "randomization": 0.1},
+        "b": {"deletion": 0.3, "insertion": 0.8, "randomization": 0.9},
+        "c": {"deletion": 0.2, "insertion": 0.95},
+        "random": {"deletion": 0.5, "insertion": 0.5},
+    }
+    ranking = trust_ranking(trust)
+    assert [name for name, _, _ in ranking] == ["a", "c", "b"]
+    assert ranking[0][1] == pytest.approx((1 + 2 + 1) / 3)
+    assert ranking[1][1] == pytest.approx((2 + 1) / 2)

@@ -74,7 +74,7 @@ assert sorted(__all__) == sorted(_EXPORTS)
 
 
 # Submodules reachable as attributes (kfv.figures.saliency_grid, ...).
-_SUBMODULES = {"callbacks", "figures", "layers", "report", "spec"}
+_SUBMODULES = {"callbacks", "figures", "layers", "metrics", "report", "spec"}
 
 
 def __getattr__(name: str):
@@ -95,7 +95,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # static tools see the real definitions
-    from keras_fer_viz import callbacks, figures, layers, report, spec  # noqa: F401
+    from keras_fer_viz import callbacks, figures, layers, metrics, report, spec  # noqa: F401
     from keras_fer_viz.cam import CAM, gap_head
     from keras_fer_viz.data.fer2013 import EMOTIONS, load_fer2013
     from keras_fer_viz.data.synthetic import SyntheticFaces, synthetic_faces

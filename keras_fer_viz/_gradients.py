@@ -7,14 +7,23 @@ of numpy-shaped tensors, and asks this module for two things:
   `keras_fer_viz.layers.build_probe`) in inference mode and returns its
   outputs, the gradients of the summed target scores with respect to each of
   its inputs, and the targets (a negative target means the predicted class);
-- `compile(fn, model, specs)`: `fn` compiled once per input signature (a
-  `tf.function` with a batch dimension of None on TensorFlow, so that a new
-  batch size does not trace again), called with numpy arrays and returning
-  numpy arrays.
+- `compile(fn, model, specs)`: `fn` compiled, called with numpy arrays and
+  returning numpy arrays.
 
-Gradients are always taken inside a compiled function: eager gradients
-through some real models abort TensorFlow inside oneDNN, compiled ones do
-not, and compiled ones are faster.
+How each backend compiles:
+
+- TensorFlow: a `tf.function` with a batch dimension of None, so that a new
+  batch size does not trace again. Gradients are always taken inside it:
+  eager gradients through some real models abort TensorFlow inside oneDNN,
+  compiled ones do not, and compiled ones are faster.
+- JAX: `jax.jit` of a pure function of the model's variable values (mapped
+  onto the model through a `keras.StatelessScope`), so every call sees the
+  variables as they are now (a model being trained, or randomised by a
+  sanity check) without tracing again. XLA compiles once per input shape.
+- PyTorch: eager execution (PyTorch's own way of running a Keras model; no
+  graph compiler is needed on CPU), forward-only functions under
+  `torch.no_grad`, gradients with `torch.autograd.grad`, which leaves the
+  model's parameters' `.grad` untouched.
 """
 
 from __future__ import annotations
@@ -74,6 +83,32 @@ def value_and_grad(probe: keras.Model):
             return outputs, tape.gradient(total, inputs), targets
 
         return vg
+    if name == "jax":
+        import jax
+
+        def vg(inputs, targets):
+            def total(inputs):
+                outputs = _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
+                selected, used = gather_scores(outputs[-1], targets)
+                return ops.sum(selected), (outputs, used)
+
+            (_, (outputs, used)), grads = jax.value_and_grad(total, has_aux=True)(list(inputs))
+            return outputs, grads, used
+
+        return vg
+    if name == "torch":
+        import torch
+
+        def vg(inputs, targets):
+            with torch.enable_grad():
+                inputs = [x.detach().requires_grad_(True) for x in inputs]
+                outputs = _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
+                selected, used = gather_scores(outputs[-1], targets)
+                grads = torch.autograd.grad(selected.sum(), inputs, allow_unused=True)
+            grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+            return [o.detach() for o in outputs], grads, used
+
+        return vg
     raise RuntimeError(_unsupported(name))
 
 
@@ -88,6 +123,24 @@ def grad(fn):
                 tape.watch(x)
                 value = fn(x, *args)
             return value, tape.gradient(value, x)
+
+        return g
+    if name == "jax":
+        import jax
+
+        def g(x, *args):
+            return jax.value_and_grad(fn)(x, *args)
+
+        return g
+    if name == "torch":
+        import torch
+
+        def g(x, *args):
+            with torch.enable_grad():
+                x = x.detach().requires_grad_(True)
+                value = fn(x, *args)
+                (gradient,) = torch.autograd.grad(value, [x], allow_unused=True)
+            return value.detach(), torch.zeros_like(x) if gradient is None else gradient
 
         return g
     raise RuntimeError(_unsupported(name))
@@ -106,7 +159,8 @@ def compile(fn, model: keras.Model, specs):
     Returns:
         A function of numpy arrays returning numpy arrays (a tuple of them if
         `fn` returns several), with a `trace_count()` method: how many times
-        `fn` was traced.
+        `fn` was traced (TensorFlow: once for any batch size; JAX: once per
+        input shape; PyTorch: never, it runs eagerly).
     """
     name = backend()
     if name == "tensorflow":
@@ -121,7 +175,48 @@ def compile(fn, model: keras.Model, specs):
 
         call.trace_count = compiled.experimental_get_tracing_count
         return call
+    dtypes = [dtype for _, dtype in specs]
+    if name == "jax":
+        import jax
+
+        variables = _variables(model)
+        traces = [0]
+
+        def pure(values, *args):
+            traces[0] += 1
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return fn(*args)
+
+        jitted = jax.jit(pure)
+
+        def call(*args):
+            values = [v.value for v in variables]
+            out = jitted(values, *[np.asarray(a, d) for a, d in zip(args, dtypes)])
+            return keras.tree.map_structure(np.asarray, out)
+
+        call.trace_count = lambda: traces[0]
+        return call
+    if name == "torch":
+        import torch
+
+        def call(*args):
+            with torch.no_grad():
+                out = fn(*[ops.convert_to_tensor(np.asarray(a, d)) for a, d in zip(args, dtypes)])
+            return keras.tree.map_structure(lambda t: t.detach().cpu().numpy(), out)
+
+        call.trace_count = lambda: 0
+        return call
     raise RuntimeError(_unsupported(name))
+
+
+def _variables(model):
+    """Every variable `model` reads, each once (shared ones included once)."""
+    seen, out = set(), []
+    for v in model.variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out
 
 
 def _as_list(outputs):
@@ -130,6 +225,7 @@ def _as_list(outputs):
 
 def _unsupported(name):
     return (
-        f"keras-fer-viz computes gradients on the TensorFlow backend. Received: "
-        f"KERAS_BACKEND={name!r}. Set KERAS_BACKEND=tensorflow before importing Keras."
+        f"keras-fer-viz computes gradients on the TensorFlow, JAX and PyTorch backends of "
+        f"Keras. Received: KERAS_BACKEND={name!r}. Set KERAS_BACKEND to tensorflow, jax or "
+        f"torch before importing Keras."
     )

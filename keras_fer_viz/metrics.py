@@ -287,26 +287,70 @@ def _kernels(layer):
 
 
 def _reinitialize(layer, seed):
-    """New random values for a layer's kernels from its own initialisers, seeded.
+    """New random values for a layer's kernels, from its own initialisers, seeded.
 
-    Frozen layers count too (a GAP head's base is frozen); batch
-    normalisation statistics are left alone, as in Adebayo et al.
+    Drawn with numpy, so a seed gives the same weights on every backend.
+    Variance-scaling initialisers (Glorot, He, LeCun: Keras' defaults) and
+    RandomNormal/RandomUniform/TruncatedNormal are drawn as Keras defines
+    them; zero, constant and any other initialiser get Glorot uniform for
+    kernels and N(0, 0.05) for biases (zeros would make the layer silent
+    rather than random). Frozen layers count too (a GAP head's base is
+    frozen); batch normalisation statistics are left alone, as in Adebayo et
+    al.
     """
+    rng = np.random.default_rng(seed)
     for variable in _kernels(layer):
         name = variable.path.split("/")[-1]
+        shape = tuple(variable.shape)
         initializer = getattr(layer, f"{name}_initializer", None)
-        if initializer is None:
-            initializer = keras.initializers.GlorotUniform()
-        config = initializer.get_config()
-        if "seed" in config:
-            config["seed"] = seed
-        fresh = initializer.__class__.from_config(config)
-        value = fresh(tuple(variable.shape), dtype=variable.dtype)
-        if name == "bias" or not np.any(keras.ops.convert_to_numpy(value)):
-            # Zero-initialised weights would make the layer silent rather
-            # than random: draw them like a kernel.
-            value = keras.random.normal(tuple(variable.shape), stddev=0.05, seed=seed)
-        variable.assign(value)
+        value = _draw(initializer, shape, rng)
+        if value is None or not np.any(value):
+            if name == "bias":
+                value = rng.normal(0.0, 0.05, shape)
+            else:
+                value = _draw(keras.initializers.GlorotUniform(), shape, rng)
+        variable.assign(value.astype(keras.backend.standardize_dtype(variable.dtype)))
+
+
+def _draw(initializer, shape, rng):
+    """`initializer`'s distribution drawn with numpy, or None for one not known."""
+    config = initializer.get_config() if initializer is not None else {}
+    if isinstance(initializer, keras.initializers.VarianceScaling):
+        fan_in, fan_out = _fans(shape)
+        fan = {"fan_in": fan_in, "fan_out": fan_out}.get(config["mode"], (fan_in + fan_out) / 2)
+        scale = config["scale"] / max(1.0, fan)
+        if config["distribution"] == "truncated_normal":
+            return _truncated(rng, np.sqrt(scale) / 0.87962566103423978, shape)
+        if config["distribution"] == "untruncated_normal":
+            return rng.normal(0.0, np.sqrt(scale), shape)
+        limit = np.sqrt(3.0 * scale)
+        return rng.uniform(-limit, limit, shape)
+    if isinstance(initializer, keras.initializers.TruncatedNormal):
+        return config["mean"] + _truncated(rng, config["stddev"], shape)
+    if isinstance(initializer, keras.initializers.RandomNormal):
+        return rng.normal(config["mean"], config["stddev"], shape)
+    if isinstance(initializer, keras.initializers.RandomUniform):
+        return rng.uniform(config["minval"], config["maxval"], shape)
+    return None
+
+
+def _fans(shape):
+    if len(shape) < 1:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    field = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return shape[-2] * field, shape[-1] * field
+
+
+def _truncated(rng, stddev, shape):
+    """Normal values redrawn until within two standard deviations."""
+    value = rng.normal(0.0, 1.0, shape)
+    while True:
+        out = np.abs(value) > 2
+        if not out.any():
+            return stddev * value
+        value[out] = rng.normal(0.0, 1.0, int(out.sum()))
 
 
 def randomization_check(explainer_factory, model, images, target=None, layers=None, seed=0):

@@ -2,7 +2,7 @@
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 # Derandomised in CI (same examples every run); a few more examples locally.
 settings.register_profile(
@@ -14,6 +14,12 @@ settings.register_profile(
 )
 settings.register_profile(
     "dev", deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow]
+)
+# Quick triage: no shrinking or explaining of failures.
+settings.register_profile(
+    "triage",
+    parent=settings.get_profile("ci"),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 

@@ -8,11 +8,13 @@ import tiny_models
 import keras_fer_viz as kfv
 from keras_fer_viz.cam import CAM, find_gap_head, gap_head
 
+to_numpy = keras.ops.convert_to_numpy
+
 X = np.arange(32, dtype="float32").reshape(2, 4, 4, 1) / 4
 
 
 def logits_of(model, x):
-    return kfv.submodel(model)(x, training=False).numpy()
+    return to_numpy(kfv.submodel(model)(x, training=False))
 
 
 @pytest.mark.parametrize("head", ["softmax", "layer", "linear"])

@@ -16,6 +16,8 @@ from keras_fer_viz.layers import (
 )
 from keras_fer_viz.models import fer_cnn
 
+to_numpy = keras.ops.convert_to_numpy
+
 CONVS = [f"block{b}_conv{i}" for b in (1, 2, 3) for i in (1, 2)]
 
 
@@ -140,12 +142,12 @@ def test_submodel_returns_logits_and_the_layer(head):
     linear = tiny_models.conv_gap_dense("linear")
     x = np.arange(32, dtype="float32").reshape(2, 4, 4, 1) / 8
     sub = submodel(model, ["conv"])
-    activations, logits = (t.numpy() for t in sub(x, training=False))
-    np.testing.assert_allclose(logits, linear(x).numpy(), rtol=1e-6)
+    activations, logits = (to_numpy(t) for t in sub(x, training=False))
+    np.testing.assert_allclose(logits, to_numpy(linear(x)), rtol=1e-6)
     kernel, bias = model.get_layer("conv").get_weights()
     np.testing.assert_allclose(activations, tiny_models.conv_reference(x, kernel, bias), rtol=1e-6)
-    probs = submodel(model, score="probability")(x).numpy()
-    np.testing.assert_allclose(probs, model(x).numpy(), rtol=1e-6)
+    probs = to_numpy(submodel(model, score="probability")(x))
+    np.testing.assert_allclose(probs, to_numpy(model(x)), rtol=1e-6)
 
 
 def test_submodel_of_sequential_and_nested_models(functional, sequential, nested):
@@ -153,16 +155,16 @@ def test_submodel_of_sequential_and_nested_models(functional, sequential, nested
     ref = submodel(functional, ["block3_conv2"])(x, training=False)
     got = submodel(sequential, ["block3_conv2"])(x, training=False)
     for r, g in zip(ref, got, strict=True):
-        np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-5, atol=1e-5)
-    probs = functional(x, training=False).numpy()
-    np.testing.assert_allclose(keras.ops.softmax(ref[1]).numpy(), probs, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(to_numpy(g), to_numpy(r), rtol=1e-5, atol=1e-5)
+    probs = to_numpy(functional(x, training=False))
+    np.testing.assert_allclose(to_numpy(keras.ops.softmax(ref[1])), probs, rtol=1e-5, atol=1e-6)
 
     x3 = np.random.default_rng(1).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")
     backbone = nested.layers[0]
     feats, logits = submodel(nested, ["out_relu"])(x3, training=False)
-    np.testing.assert_allclose(feats.numpy(), backbone(x3).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(feats), to_numpy(backbone(x3)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
-        keras.ops.softmax(logits).numpy(), nested(x3).numpy(), rtol=1e-5, atol=1e-6
+        to_numpy(keras.ops.softmax(logits)), to_numpy(nested(x3)), rtol=1e-5, atol=1e-6
     )
 
 
@@ -185,7 +187,7 @@ def test_submodel_of_a_model_loaded_from_disk(tmp_path, functional):
     a = submodel(functional, ["block2_conv2"])(x, training=False)
     b = submodel(loaded, ["block2_conv2"])(x, training=False)
     for r, g in zip(a, b, strict=True):
-        np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(to_numpy(g), to_numpy(r), rtol=1e-6)
 
 
 def test_submodel_argument_errors(functional):

@@ -7,6 +7,8 @@ import pytest
 import keras_fer_viz as kfv
 from keras_fer_viz.lime import SEGMENTATIONS, Lime, segment
 
+to_numpy = keras.ops.convert_to_numpy
+
 
 def left_half_model(channels=1, size=24):
     """p(class 1) grows with the mean brightness of the left half; the right half is ignored."""
@@ -38,7 +40,7 @@ def test_weights_are_positive_where_the_model_looks(channels):
     assert result.weights[left].min() > 0
     assert np.abs(result.weights[right]).mean() < 0.15 * result.weights[left].mean()
     assert result.score > 0.9 and result.target == 1
-    np.testing.assert_allclose(result.probability, model(image[None]).numpy()[0, 1], rtol=1e-5)
+    np.testing.assert_allclose(result.probability, to_numpy(model(image[None]))[0, 1], rtol=1e-5)
     assert result.weights.shape == (49,) and result.segments.shape == (24, 24)
     # Target 0 is the mirror image: the same superpixels speak against it.
     (against,) = lime.explanations(image, target=0)
@@ -125,7 +127,7 @@ def test_target_none_and_the_progress_bar(capsys):
     images = np.stack([noisy_image(seed=s) for s in range(2)])
     lime = Lime(model, segmentation="grid", samples=50, verbose=1)
     results = lime.explanations(images)
-    predicted = model(images).numpy().argmax(axis=1)
+    predicted = to_numpy(model(images)).argmax(axis=1)
     assert [r.target for r in results] == predicted.tolist()
     assert "2/2" in capsys.readouterr().out
 

@@ -166,6 +166,30 @@ def test_randomizing_a_linear_model_gives_a_new_map():
         randomization_check(kfv.Saliency, model, x, layers=["nope"])
 
 
+@pytest.mark.parametrize(
+    "initializer, std",
+    [
+        ("glorot_uniform", np.sqrt(2 / (3 * 3 * 4 + 3 * 3 * 8))),
+        ("he_normal", np.sqrt(2 / (3 * 3 * 4))),
+        (keras.initializers.RandomNormal(stddev=0.3), 0.3),
+        ("zeros", np.sqrt(2 / (3 * 3 * 4 + 3 * 3 * 8))),  # zeros: drawn like Glorot
+    ],
+)
+def test_new_weights_follow_the_layers_initializer_with_numpy(initializer, std):
+    from keras_fer_viz.metrics import _reinitialize
+
+    layer = keras.layers.Conv2D(8, 3, kernel_initializer=initializer)
+    layer.build((None, 16, 16, 4))
+    _reinitialize(layer, seed=3)
+    kernel, bias = (keras.ops.convert_to_numpy(v) for v in layer.weights)
+    assert abs(kernel.std() / std - 1) < 0.15
+    assert 0.03 < bias.std() < 0.07  # zero bias replaced by N(0, 0.05)
+    again = keras.layers.Conv2D(8, 3, kernel_initializer=initializer)
+    again.build((None, 16, 16, 4))
+    _reinitialize(again, seed=3)  # numpy draws: the same weights on every backend
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(again.kernel), kernel)
+
+
 def test_trust_ranking():
     trust = {
         "a": {"deletion": 0.1, "insertion": 0.9, "randomization": 0.1},

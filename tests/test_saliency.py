@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from keras_fer_viz.saliency import IntegratedGradients, Saliency, SmoothGrad
 
+to_numpy = keras.ops.convert_to_numpy
+
 SHAPE = (4, 4, 2)
 
 
@@ -58,7 +60,7 @@ def test_probability_score_follows_the_softmax_gradient(linear):
 
 def test_target_none_explains_the_predicted_class(linear):
     x = images(2, n=5)
-    predicted = np.argmax(linear(x).numpy(), axis=1)
+    predicted = np.argmax(to_numpy(linear(x)), axis=1)
     s = Saliency(linear)
     np.testing.assert_array_equal(s.explain(x), s.explain(x, target=predicted))
 
@@ -89,7 +91,7 @@ def test_smoothgrad_is_seeded_and_batch_independent(smooth):
 
 def test_smoothgrad_target_is_the_clean_images_prediction(smooth):
     x = images(4, n=4, shape=(8, 8, 1), scale=50.0)
-    predicted = np.argmax(smooth(x).numpy(), axis=1)
+    predicted = np.argmax(to_numpy(smooth(x)), axis=1)
     sg = SmoothGrad(smooth, samples=4, noise=0.5)
     np.testing.assert_allclose(sg.explain(x), sg.explain(x, target=predicted), rtol=1e-6)
 
@@ -110,8 +112,8 @@ def test_integrated_gradients_are_complete(smooth, seed, target, base):
     attributions = ig.explain(x, target=target)
     w, b = smooth.get_layer("head").get_weights()
     features = keras.Model(smooth.inputs[0], smooth.layers[-2].output)
-    f = features(x).numpy() @ w[:, target]
-    f0 = features(np.full_like(x, base)).numpy() @ w[:, target]
+    f = to_numpy(features(x)) @ w[:, target]
+    f0 = to_numpy(features(np.full_like(x, base))) @ w[:, target]
     np.testing.assert_allclose(attributions.sum(axis=(1, 2)), f - f0, rtol=0.01, atol=1e-4)
 
 

@@ -1,0 +1,49 @@
+"""Every method's output on the fixture model, for comparing backends.
+
+`compute` runs on whatever backend Keras was started with.
+tests/fixtures/make_fixtures.py stores its TensorFlow results in
+tests/fixtures/backend_maps.npz, and test_backends.py computes them again
+on the backend under test (tox runs the tests on each) and compares.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FACES = dict(n=14, seed=3)
+
+# Methods whose maps are gradients with respect to the input pixels. A ReLU
+# whose input lies within rounding error of zero (1.6e-6 was seen) is on in
+# one backend and off in another, and the gradient over its receptive field
+# jumps: for these, a few pixels may differ by more than the tolerance.
+INPUT_GRADIENTS = ("saliency", "smoothgrad", "integrated_gradients")
+
+
+def compute(model, cam_model) -> dict:
+    import keras_fer_viz as kfv
+    from keras_fer_viz import metrics
+
+    faces = kfv.synthetic_faces(**FACES)
+    x, y = faces.images, faces.labels
+    third = kfv.conv_layers(model)[2]
+    out = {"probabilities": model.predict(x, verbose=0)}
+    out["saliency"] = kfv.Saliency(model).explain(x, y)
+    out["smoothgrad"] = kfv.SmoothGrad(model, samples=10).explain(x, y)
+    out["integrated_gradients"] = kfv.IntegratedGradients(model, steps=16).explain(x, y)
+    out["grad_cam"] = kfv.GradCAM(model).explain(x, y)
+    out["grad_cam_raw"] = kfv.GradCAM(model, normalize=False).explain(x, y)
+    out["grad_cam_plus_plus"] = kfv.GradCAMPlusPlus(model).explain(x, y)
+    out["cam"] = kfv.CAM(cam_model).explain(x, y)
+    out["lime"] = kfv.Lime(model, samples=300, verbose=0).explain(x[:3], y[:3])
+    out["feature_maps"] = kfv.feature_maps(model, third, x[:2])
+    out["filters"] = kfv.maximize_activation(model, third, [0, 5, 9], steps=20, verbose=0)
+    out["class_images"] = kfv.maximize_activation(
+        model, "predictions", [0, 3], steps=20, output="input", verbose=0
+    )
+    out["deletion"] = metrics.deletion_curve(model, x, out["grad_cam"], y, steps=10).scores
+    out["insertion"] = metrics.insertion_curve(model, x, out["cam"], y, steps=10).scores
+    check = metrics.randomization_check(
+        kfv.GradCAM, model, x[:2], y[:2], layers=["predictions", "dense3"]
+    )
+    out["randomization_spearman"] = check.spearman
+    return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}

@@ -129,7 +129,9 @@ def run() -> list[dict]:
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             missing = "ModuleNotFoundError" in last  # not installed: not a failure
-            rows.append(row(f"{backend}", "not run", f"<= {BOUND}x", None if missing else False, last[:200]))
+            rows.append(
+                row(f"{backend}", "not run", f"<= {BOUND}x", None if missing else False, last[:200])
+            )
             continue
         rows += json.loads(done.stdout.strip().splitlines()[-1])
     return rows

@@ -28,11 +28,24 @@ How each backend compiles:
 
 from __future__ import annotations
 
+import contextlib
+import weakref
+
 import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["backend", "compile", "forward", "grad", "value_and_grad", "gather_scores"]
+__all__ = [
+    "backend",
+    "compile",
+    "forward",
+    "grad",
+    "value_and_grad",
+    "gather_scores",
+    "predict",
+]
+
+_PREDICT = weakref.WeakKeyDictionary()
 
 
 def backend() -> str:
@@ -58,6 +71,23 @@ def forward(probe: keras.Model):
         return _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
 
     return f
+
+
+def predict(model: keras.Model, images, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for `images`, in compiled batches of `batch_size`.
+
+    Unlike `model.predict`, it takes any number of images under a
+    `keras.distribution` (JAX's DataParallel needs batches that divide
+    evenly between devices) and leaves the model's predict function alone.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    fn = _PREDICT.get(model)
+    if fn is None:
+        run = forward(model)
+        shape = (None, *images.shape[1:])
+        fn = _PREDICT[model] = compile(lambda x: run([x])[-1], model, [(shape, "float32")])
+    parts = [fn(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 
 def value_and_grad(probe: keras.Model):
@@ -105,7 +135,9 @@ def value_and_grad(probe: keras.Model):
                 outputs = _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
                 selected, used = gather_scores(outputs[-1], targets)
                 grads = torch.autograd.grad(selected.sum(), inputs, allow_unused=True)
-            grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+            grads = [
+                torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads, strict=True)
+            ]
             return [o.detach() for o in outputs], grads, used
 
         return vg
@@ -184,14 +216,20 @@ def compile(fn, model: keras.Model, specs):
 
         def pure(values, *args):
             traces[0] += 1
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            # Traced without the user's keras.distribution (DataParallel
+            # shards every layer's batch axis, which a batch of any size
+            # must not need): the explanation runs on one device.
+            with (
+                _no_distribution(),
+                keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))),
+            ):
                 return fn(*args)
 
         jitted = jax.jit(pure)
 
         def call(*args):
             values = [v.value for v in variables]
-            out = jitted(values, *[np.asarray(a, d) for a, d in zip(args, dtypes)])
+            out = jitted(values, *[np.asarray(a, d) for a, d in zip(args, dtypes, strict=True)])
             return keras.tree.map_structure(np.asarray, out)
 
         call.trace_count = lambda: traces[0]
@@ -201,12 +239,30 @@ def compile(fn, model: keras.Model, specs):
 
         def call(*args):
             with torch.no_grad():
-                out = fn(*[ops.convert_to_tensor(np.asarray(a, d)) for a, d in zip(args, dtypes)])
+                out = fn(
+                    *[
+                        ops.convert_to_tensor(np.asarray(a, d))
+                        for a, d in zip(args, dtypes, strict=True)
+                    ]
+                )
             return keras.tree.map_structure(lambda t: t.detach().cpu().numpy(), out)
 
         call.trace_count = lambda: 0
         return call
     raise RuntimeError(_unsupported(name))
+
+
+@contextlib.contextmanager
+def _no_distribution():
+    current = keras.distribution.distribution()
+    if current is None:
+        yield
+        return
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
 
 
 def _variables(model):

@@ -35,7 +35,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_fer_viz import _io, figures
+from keras_fer_viz import _gradients, _io, figures
 from keras_fer_viz.data.fer2013 import EMOTIONS
 
 __all__ = [
@@ -333,7 +333,7 @@ class _ProbeCallback(FigureCallback):
         self.maps_by_epoch = {}
 
     def _predictions(self):
-        probs = self.model.predict(self.images, verbose=0, batch_size=256)
+        probs = _gradients.predict(self.model, self.images)
         return probs.argmax(axis=1), probs.max(axis=1)
 
     def explainer(self):
@@ -686,7 +686,7 @@ class ConfusionMatrixCallback(FigureCallback):
         self.class_names, self.batch_size = tuple(class_names), batch_size
 
     def compute(self, epoch, logs=None):
-        probs = self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0)
+        probs = _gradients.predict(self.model, self.x_val, self.batch_size)
         return probs.argmax(axis=1)
 
     def draw(self, predicted, epoch):

@@ -89,9 +89,16 @@ def _fill(x, fill):
 
 
 def _ranks(maps):
-    """Rank of each pixel in the map's order: 0 for the most relevant (ties by position)."""
-    flat = maps.reshape(len(maps), -1)
-    order = np.argsort(-flat, axis=1, kind="stable")
+    """Rank of each pixel in the map's order: 0 for the most relevant (ties by position).
+
+    Values are compared at 1e-4 of the map's largest magnitude: rounding noise
+    (which differs between backends and machines) does not reorder pixels the
+    map scores alike.
+    """
+    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    scale = np.abs(flat).max(axis=1, keepdims=True)
+    key = np.round(flat / np.where(scale > 0, scale, 1.0), 4)
+    order = np.argsort(-key, axis=1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None], axis=1)
     return ranks.reshape(maps.shape).astype(np.int32)
@@ -148,7 +155,7 @@ def _curve(kind, model, images, maps, target, steps, fill, batch_size):
         )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
-    probs = model.predict(x, batch_size=256, verbose=0)
+    probs = _gradients.predict(model, x)
     t = as_targets(target, len(x), probs.shape[-1])
     t = np.where(t < 0, probs.argmax(axis=1), t).astype(np.int32)
     pixels = x.shape[1] * x.shape[2]
@@ -317,11 +324,12 @@ def _draw(initializer, shape, rng):
     config = initializer.get_config() if initializer is not None else {}
     if isinstance(initializer, keras.initializers.VarianceScaling):
         fan_in, fan_out = _fans(shape)
-        fan = {"fan_in": fan_in, "fan_out": fan_out}.get(config["mode"], (fan_in + fan_out) / 2)
-        scale = config["scale"] / max(1.0, fan)
-        if config["distribution"] == "truncated_normal":
+        mode, distribution = initializer.mode, initializer.distribution
+        fan = {"fan_in": fan_in, "fan_out": fan_out}.get(mode, (fan_in + fan_out) / 2)
+        scale = initializer.scale / max(1.0, fan)
+        if distribution == "truncated_normal":
             return _truncated(rng, np.sqrt(scale) / 0.87962566103423978, shape)
-        if config["distribution"] == "untruncated_normal":
+        if distribution == "untruncated_normal":
             return rng.normal(0.0, np.sqrt(scale), shape)
         limit = np.sqrt(3.0 * scale)
         return rng.uniform(-limit, limit, shape)
@@ -385,7 +393,7 @@ def randomization_check(explainer_factory, model, images, target=None, layers=No
     (['predictions', 'dense3'], (10, 2))
     """
     x = as_images(images, input_shape(model), model.name)
-    probs = model.predict(x, batch_size=256, verbose=0)
+    probs = _gradients.predict(model, x)
     t = as_targets(target, len(x), probs.shape[-1])
     t = np.where(t < 0, probs.argmax(axis=1), t)
     copy = keras.models.clone_model(model)

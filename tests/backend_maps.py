@@ -37,11 +37,16 @@ def compute(model, cam_model) -> dict:
     out["lime"] = kfv.Lime(model, samples=300, verbose=0).explain(x[:3], y[:3])
     out["feature_maps"] = kfv.feature_maps(model, third, x[:2])
     out["filters"] = kfv.maximize_activation(model, third, [0, 5, 9], steps=20, verbose=0)
-    out["class_images"] = kfv.maximize_activation(
-        model, "predictions", [0, 3], steps=20, output="input", verbose=0
-    )
-    out["deletion"] = metrics.deletion_curve(model, x, out["grad_cam"], y, steps=10).scores
-    out["insertion"] = metrics.insertion_curve(model, x, out["cam"], y, steps=10).scores
+    # Class images: 5 steps. Once a class's probability saturates, the
+    # normalised gradient of its log-probability is mostly rounding error and
+    # the ascent is chaotic: after 20 steps the backends' images differ by
+    # tens of grey levels, after 5 by 1e-4 of 255.
+    out["class_images"] = kfv.maximize_activation(model, "predictions", [0, 3], steps=5, verbose=0)
+    # The curves follow numpy-made maps: a map computed here would differ from
+    # TensorFlow's in the last digits and reorder its tied pixels.
+    order = metrics.random_maps(x, seed=0)
+    out["deletion"] = metrics.deletion_curve(model, x, order, y, steps=10).scores
+    out["insertion"] = metrics.insertion_curve(model, x, order, y, steps=10).scores
     check = metrics.randomization_check(
         kfv.GradCAM, model, x[:2], y[:2], layers=["predictions", "dense3"]
     )

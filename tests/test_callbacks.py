@@ -249,6 +249,10 @@ print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="MirroredStrategy is TensorFlow's; JAX's data parallelism is tested below",
+)
 def test_every_callback_under_mirrored_strategy_with_two_devices(tmp_path):
     script = MIRRORED.format(tests=str(Path(__file__).parent), out=str(tmp_path))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -259,6 +263,41 @@ def test_every_callback_under_mirrored_strategy_with_two_devices(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
+    assert all(v == [] for v in result["failures"].values()), result["failures"]
+    assert set(result["written"].values()) == {2}
+    assert len(pngs(tmp_path)) == 16
+
+
+DATA_PARALLEL = """
+import json, os, sys
+sys.path.insert(0, {tests!r})
+import jax
+import keras
+import test_callbacks as t
+devices = jax.devices("cpu")
+keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+model = t.small_model()
+model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+callbacks = t.every_callback({out!r})
+model.fit(t.FACES.images, t.FACES.labels, epochs=2, batch_size=32, verbose=0,
+          callbacks=callbacks)
+print(json.dumps({{"devices": len(devices),
+                   "written": {{c.name: len(c.written) for c in callbacks}},
+                   "failures": {{c.name: c.failures for c in callbacks}}}}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's data parallelism")
+def test_every_callback_under_jax_data_parallel_with_two_devices(tmp_path):
+    script = DATA_PARALLEL.format(tests=str(Path(__file__).parent), out=str(tmp_path))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["devices"] == 2
     assert all(v == [] for v in result["failures"].values()), result["failures"]
     assert set(result["written"].values()) == {2}
     assert len(pngs(tmp_path)) == 16

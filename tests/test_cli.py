@@ -91,6 +91,7 @@ def test_fer2013_file_without_usage_is_split(tmp_path):
     assert all(len(np.unique(splits[k][1])) == 7 for k in ("train", "val", "test"))
 
 
+@pytest.mark.end_to_end
 def test_demo_writes_model_and_summary(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), *TINY]) == 0

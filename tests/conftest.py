@@ -15,6 +15,10 @@ settings.register_profile(
 settings.register_profile(
     "dev", deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow]
 )
+# JAX and PyTorch runs (tox): fewer examples per property. Each example builds
+# a new model, which JAX compiles anew; the properties are backend-neutral
+# math, checked with the full "ci" count on TensorFlow.
+settings.register_profile("backend", parent=settings.get_profile("ci"), max_examples=5)
 # Quick triage: no shrinking or explaining of failures.
 settings.register_profile(
     "triage",

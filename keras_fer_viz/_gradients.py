@@ -43,6 +43,7 @@ __all__ = [
     "value_and_grad",
     "gather_scores",
     "predict",
+    "no_distribution",
 ]
 
 _PREDICT = weakref.WeakKeyDictionary()
@@ -220,7 +221,7 @@ def compile(fn, model: keras.Model, specs):
             # shards every layer's batch axis, which a batch of any size
             # must not need): the explanation runs on one device.
             with (
-                _no_distribution(),
+                no_distribution(),
                 keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))),
             ):
                 return fn(*args)
@@ -253,7 +254,12 @@ def compile(fn, model: keras.Model, specs):
 
 
 @contextlib.contextmanager
-def _no_distribution():
+def no_distribution():
+    """Runs without the user's `keras.distribution` (JAX), restored afterwards.
+
+    Explanations run on one device: DataParallel shards every batch axis, and
+    a batch of any size (7 probe faces) must not need to divide evenly.
+    """
     current = keras.distribution.distribution()
     if current is None:
         yield

@@ -151,6 +151,7 @@ class CAM(Explainer):
         return f"CAM(model={self.model.name!r}, layer={self.layer.name!r})"
 
 
+@_gradients.no_distribution()  # built and trained on one device, whatever the distribution
 def gap_head(
     model,
     layer=None,

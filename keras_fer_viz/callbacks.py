@@ -336,6 +336,12 @@ class _ProbeCallback(FigureCallback):
         probs = _gradients.predict(self.model, self.images)
         return probs.argmax(axis=1), probs.max(axis=1)
 
+    def _map_grid(self, grid, maps, predicted, confidence, title):
+        """`grid` (saliency_grid or overlay_grid) of the probe faces and their maps."""
+        return grid(
+            self.images, maps, self.labels, predicted, confidence, self.class_names, title=title
+        )
+
     def explainer(self):
         """Builds the explainer once per fit (the model is known from then on)."""
         if self._explainer is None or self._explainer.model is not self.model:
@@ -413,16 +419,7 @@ class SaliencyCallback(_ProbeCallback):
         return cls(self.model)
 
     def draw(self, data, epoch):
-        maps, predicted, confidence = data
-        return figures.saliency_grid(
-            self.images,
-            maps,
-            self.labels,
-            predicted,
-            confidence,
-            self.class_names,
-            title=self._title(epoch),
-        )
+        return self._map_grid(figures.saliency_grid, *data, title=self._title(epoch))
 
 
 class GradCAMCallback(_ProbeCallback):
@@ -458,16 +455,7 @@ class GradCAMCallback(_ProbeCallback):
         return (GradCAMPlusPlus if self.plus_plus else GradCAM)(self.model, self.layer)
 
     def draw(self, data, epoch):
-        maps, predicted, confidence = data
-        return figures.overlay_grid(
-            self.images,
-            maps,
-            self.labels,
-            predicted,
-            confidence,
-            self.class_names,
-            title=self._title(epoch),
-        )
+        return self._map_grid(figures.overlay_grid, *data, title=self._title(epoch))
 
 
 class CAMCallback(_ProbeCallback):
@@ -519,16 +507,9 @@ class CAMCallback(_ProbeCallback):
         return maps, predicted, confidence, cam_model.head_report["head_accuracy"]
 
     def draw(self, data, epoch):
-        maps, predicted, confidence, accuracy = data
-        return figures.overlay_grid(
-            self.images,
-            maps,
-            self.labels,
-            predicted,
-            confidence,
-            self.class_names,
-            title=f"{self._title(epoch)} (GAP head accuracy {accuracy:.2f})",
-        )
+        *maps, accuracy = data
+        title = f"{self._title(epoch)} (GAP head accuracy {accuracy:.2f})"
+        return self._map_grid(figures.overlay_grid, *maps, title=title)
 
 
 class FilterCallback(FigureCallback):

@@ -22,7 +22,7 @@ import numpy as np
 
 from keras_fer_viz import _io, figures
 from keras_fer_viz.data.fer2013 import EMOTIONS
-from keras_fer_viz.spec import FigureSpec, load_spec
+from keras_fer_viz.spec import TRUST_METHODS, FigureSpec, load_spec
 
 __all__ = [
     "ReportContext",
@@ -131,14 +131,19 @@ def _layer(entry: FigureSpec, model):
     return None
 
 
-def _faces(entry, ctx):
-    index = pick_faces(
+def _face_index(entry, ctx):
+    """Indices of the faces an entry explains (its classes, images_per_class, seed)."""
+    return pick_faces(
         ctx.y,
         entry.get("classes", "all"),
         entry.get("images_per_class", 1),
         entry.get("seed", 0),
         ctx.class_names,
     )
+
+
+def _faces(entry, ctx):
+    index = _face_index(entry, ctx)
     probs = ctx.probabilities()[index]
     return index, ctx.x[index], ctx.y[index], probs.argmax(axis=1), probs.max(axis=1)
 
@@ -335,14 +340,8 @@ def _epochs_figure(entry, ctx):
     )
 
 
-_DEFAULT_TRUST = (
-    "saliency",
-    "smoothgrad",
-    "integrated_gradients",
-    "grad_cam",
-    "grad_cam_plus_plus",
-    "cam",
-)
+# Every method but LIME, whose 1,000 model calls per face make it the slow one.
+_DEFAULT_TRUST = tuple(m for m in TRUST_METHODS if m != "lime")
 
 
 def _explainer_for(name, model, entry):
@@ -381,13 +380,7 @@ def _trust_figure(entry, ctx):
     from keras_fer_viz import metrics
 
     methods = entry.get("methods", list(_DEFAULT_TRUST))
-    index = pick_faces(
-        ctx.y,
-        entry.get("classes", "all"),
-        entry.get("images_per_class", 1),
-        entry.get("seed", 0),
-        ctx.class_names,
-    )
+    index = _face_index(entry, ctx)
     x, y = ctx.x[index], ctx.y[index]
     if entry.method == "deletion_insertion":
         steps = entry.get("steps", 20)

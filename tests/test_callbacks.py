@@ -248,20 +248,25 @@ print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
 """
 
 
+def fit_in_a_process(template, out, **env):
+    """Runs a fit script (devices are set up per process) and returns its JSON line."""
+    script = template.format(tests=str(Path(__file__).parent), out=str(out))
+    env = {**os.environ, **env}
+    env.pop("TF_CONFIG", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="MirroredStrategy is TensorFlow's; JAX's data parallelism is tested below",
 )
 def test_every_callback_under_mirrored_strategy_with_two_devices(tmp_path):
-    script = MIRRORED.format(tests=str(Path(__file__).parent), out=str(tmp_path))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_CONFIG", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = fit_in_a_process(MIRRORED, tmp_path, TF_CPP_MIN_LOG_LEVEL="3")
     assert result["replicas"] == 2
     assert all(v == [] for v in result["failures"].values()), result["failures"]
     assert set(result["written"].values()) == {2}
@@ -290,13 +295,9 @@ print(json.dumps({{"devices": len(devices),
 @pytest.mark.slow
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's data parallelism")
 def test_every_callback_under_jax_data_parallel_with_two_devices(tmp_path):
-    script = DATA_PARALLEL.format(tests=str(Path(__file__).parent), out=str(tmp_path))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env
+    result = fit_in_a_process(
+        DATA_PARALLEL, tmp_path, XLA_FLAGS="--xla_force_host_platform_device_count=2"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["devices"] == 2
     assert all(v == [] for v in result["failures"].values()), result["failures"]
     assert set(result["written"].values()) == {2}

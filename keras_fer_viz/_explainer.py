@@ -6,6 +6,14 @@ returns one (H, W) map per image. Subclasses build one compiled function
 ``(images, targets, *constants) -> maps`` and say how many images fit in one
 call; this base class checks the input, streams it through that function in
 batches, and fills a preallocated output, so memory stays bounded for any N.
+
+Memory is bounded by default: a compiled call takes at most
+`PIXELS_PER_CALL` input pixels (positions, H x W, summed over the model
+inputs of the call: images, noisy copies, integration steps, perturbed
+images), so a 224x224 image gets about 1/22 of the inputs a 48x48 face does.
+Activation memory, which dominates the peak of a forward and backward pass,
+grows with the pixels; an explicit ``batch_size`` overrides the bound.
+Batch size never changes a result.
 """
 
 from __future__ import annotations
@@ -16,7 +24,46 @@ from keras import ops
 
 from keras_fer_viz import layers as _layers
 
-__all__ = ["Explainer", "as_images", "as_targets", "normalize_maps"]
+__all__ = [
+    "Explainer",
+    "PIXELS_PER_CALL",
+    "as_images",
+    "as_targets",
+    "check_batch_size",
+    "inputs_per_call",
+    "normalize_maps",
+]
+
+#: Input pixels (H x W positions, summed over a call's model inputs) per
+#: compiled call by default: 227 faces of 48x48, 10 images of 224x224.
+#: Measured (benchmarks/RESULTS.md): SmoothGrad(64) and IG(64) through
+#: ResNet50V2 at 224x224 peak well under 6 GB, and speed at 48x48 is that of
+#: larger calls.
+PIXELS_PER_CALL = 2**19
+
+
+def check_batch_size(batch_size, name="batch_size"):
+    """None, or a positive int; anything else is refused with what was received."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise ValueError(f"Expected a positive int `{name}` or None. Received: {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"Expected a positive int `{name}` or None. Received: {batch_size!r}")
+    return int(batch_size)
+
+
+def inputs_per_call(image_shape, batch_size=None) -> int:
+    """Model inputs per compiled call: `batch_size`, or as many as `PIXELS_PER_CALL` allows.
+
+    Args:
+        image_shape: (H, W) or (H, W, C) of one model input.
+        batch_size: an explicit count, or None for the memory bound.
+    """
+    if batch_size is not None:
+        return int(batch_size)
+    h, w = int(image_shape[0]), int(image_shape[1])
+    return max(1, PIXELS_PER_CALL // max(1, h * w))
 
 
 def as_images(images, input_shape, model_name="model") -> np.ndarray:
@@ -105,36 +152,60 @@ def normalize_maps(maps):
 class Explainer:
     """Base class: ``Method(model, **options).explain(images, target=None)``.
 
-    Subclasses set `self._fn`, a compiled function from a batch of images
-    and targets (and `self._constants(x)`, extra arrays) to maps, and may
-    override `_images_per_call`.
+    What a subclass supplies:
+
+    - in ``__init__``: call ``super().__init__``, then `_build_probe` (which
+      sets `num_classes` from the explained output) and set `self._fn`, a
+      compiled function ``(images, targets, *constants) -> maps``;
+    - optionally `_constants(x)` (extra arrays for `_fn`), `_images_per_call`
+      (images per call, given the model inputs a call may take; methods that
+      expand each image into several model inputs divide), and
+      `_explain_chunk` (for methods that need more than one call per chunk).
+
+    Everything else (input checks, targets, memory-bounded batching, the
+    output array) is here.
     """
 
     #: True for methods whose raw map has a sign (the default map is still >= 0).
     signed = False
 
-    def __init__(self, model, *, score="logit", normalize=True, batch_size=64):
+    def __init__(self, model, *, score="logit", normalize=True, batch_size=None, output=None):
         if not isinstance(model, keras.Model):
             raise TypeError(f"Expected a `keras.Model`. Received: {type(model).__name__}")
         if score not in ("logit", "probability"):
             raise ValueError(f"Expected score 'logit' or 'probability'. Received: {score!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"Expected a positive int batch_size. Received: {batch_size!r}")
         self.model = model
         self.score = score
         self.normalize = bool(normalize)
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
+        self.output = output
         self.input_shape = _layers.input_shape(model)
+
+    def _build_probe(self, layers=(), score=None, perturb=False):
+        """The probe for this explainer's output; sets `num_classes`."""
+        probe, shapes = _layers.build_probe(
+            self.model,
+            layers,
+            score=self.score if score is None else score,
+            perturb=perturb,
+            output=self.output,
+        )
+        self._num_classes = int(probe.outputs[-1].shape[-1])
+        return probe, shapes
 
     @property
     def num_classes(self) -> int:
         return self._num_classes
 
-    def _images_per_call(self, batch_size: int) -> int:
-        return batch_size
+    def _images_per_call(self, inputs: int) -> int:
+        return inputs
 
     def _constants(self, x):
         return ()
+
+    def _explain_chunk(self, x, t, constants, inputs):
+        """Maps of a chunk of images; `inputs` is the model inputs a call may take."""
+        return self._fn(x, t, *constants)
 
     def explain(self, images, target=None, batch_size=None) -> np.ndarray:
         """Explains a batch of images.
@@ -145,8 +216,9 @@ class Explainer:
             target: the class to explain: None for each image's predicted
                 class, an int for all images, or one int per image.
                 Defaults to `None`.
-            batch_size: overrides the constructor's `batch_size` for this
-                call. Defaults to `None`.
+            batch_size: model inputs per compiled call for this call, over
+                the constructor's; None keeps the constructor's (whose None
+                sizes calls by image size). Defaults to `None`.
 
         Returns:
             float32 maps, (N, H, W) in [0, 1] (or the raw maps when the
@@ -158,15 +230,14 @@ class Explainer:
         """
         x = as_images(images, self.input_shape, self.model.name)
         t = as_targets(target, len(x), self.num_classes)
-        if batch_size is None:
-            batch_size = self.batch_size
-        elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"Expected a positive int batch_size. Received: {batch_size!r}")
-        step = max(1, self._images_per_call(batch_size))
+        batch_size = check_batch_size(batch_size)
+        inputs = inputs_per_call(x.shape[1:3], batch_size or self.batch_size)
+        step = max(1, self._images_per_call(inputs))
         constants = self._constants(x)
         out = None
         for start in range(0, len(x), step):
-            maps = self._fn(x[start : start + step], t[start : start + step], *constants)
+            chunk = slice(start, start + step)
+            maps = self._explain_chunk(x[chunk], t[chunk], constants, inputs)
             if out is None:
                 out = np.empty((len(x),) + maps.shape[1:], np.float32)
             out[start : start + step] = maps

@@ -59,6 +59,7 @@ def gather_scores(scores, targets):
     Returns:
         ``(selected, targets)``: (N,) scores and the (N,) int32 targets used.
     """
+    scores = ops.cast(scores, "float32")  # mixed precision: float16 scores
     predicted = ops.cast(ops.argmax(scores, axis=-1), "int32")
     targets = ops.where(targets < 0, predicted, targets)
     selected = ops.take_along_axis(scores, ops.expand_dims(targets, -1), axis=-1)[:, 0]
@@ -69,25 +70,41 @@ def forward(probe: keras.Model):
     """``f(inputs) -> outputs``: the probe in inference mode, outputs as a list."""
 
     def f(inputs):
-        return _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
+        outputs = _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
+        return [ops.cast(o, "float32") for o in outputs]
 
     return f
 
 
-def predict(model: keras.Model, images, batch_size: int = 256) -> np.ndarray:
-    """The model's outputs for `images`, in compiled batches of `batch_size`.
+def predict(model: keras.Model, images, batch_size=None, output=None) -> np.ndarray:
+    """The model's (chosen) output for `images`, float32, in compiled batches.
 
     Unlike `model.predict`, it takes any number of images under a
     `keras.distribution` (JAX's DataParallel needs batches that divide
-    evenly between devices) and leaves the model's predict function alone.
+    evenly between devices), leaves the model's predict function alone, and
+    works on a subclassed model.
+
+    Args:
+        model: a Keras model with one image input.
+        images: (N, H, W, C) images.
+        batch_size: images per call; None sizes calls by image size (see
+            `keras_fer_viz._explainer.inputs_per_call`). Defaults to `None`.
+        output: a multi-output model's output (name or index). Defaults to
+            `None`.
     """
+    from keras_fer_viz._explainer import inputs_per_call
+    from keras_fer_viz.layers import build_probe, input_shape
+
     images = np.asarray(images, dtype=np.float32)
-    fn = _PREDICT.get(model)
+    cache = _PREDICT.setdefault(model, {})
+    fn = cache.get(output)
     if fn is None:
-        run = forward(model)
-        shape = (None, *images.shape[1:])
-        fn = _PREDICT[model] = compile(lambda x: run([x])[-1], model, [(shape, "float32")])
-    parts = [fn(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        probe, _ = build_probe(model, (), score="probability", output=output)
+        run = forward(probe)
+        shape = (None, *input_shape(model))
+        fn = cache[output] = compile(lambda x: run([x])[-1], model, [(shape, "float32")])
+    step = inputs_per_call(images.shape[1:3], batch_size)
+    parts = [fn(images[i : i + step]) for i in range(0, len(images), step)]
     return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 
@@ -108,7 +125,9 @@ def value_and_grad(probe: keras.Model):
         def vg(inputs, targets):
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
-                outputs = _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
+                outputs = _as_float32(
+                    probe(inputs[0] if len(inputs) == 1 else inputs, training=False)
+                )
                 selected, targets = gather_scores(outputs[-1], targets)
                 total = tf.reduce_sum(selected)
             return outputs, tape.gradient(total, inputs), targets
@@ -119,7 +138,9 @@ def value_and_grad(probe: keras.Model):
 
         def vg(inputs, targets):
             def total(inputs):
-                outputs = _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
+                outputs = _as_float32(
+                    probe(inputs[0] if len(inputs) == 1 else inputs, training=False)
+                )
                 selected, used = gather_scores(outputs[-1], targets)
                 return ops.sum(selected), (outputs, used)
 
@@ -133,7 +154,9 @@ def value_and_grad(probe: keras.Model):
         def vg(inputs, targets):
             with torch.enable_grad():
                 inputs = [x.detach().requires_grad_(True) for x in inputs]
-                outputs = _as_list(probe(inputs[0] if len(inputs) == 1 else inputs, training=False))
+                outputs = _as_float32(
+                    probe(inputs[0] if len(inputs) == 1 else inputs, training=False)
+                )
                 selected, used = gather_scores(outputs[-1], targets)
                 grads = torch.autograd.grad(selected.sum(), inputs, allow_unused=True)
             grads = [
@@ -283,6 +306,11 @@ def _variables(model):
 
 def _as_list(outputs):
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _as_float32(outputs):
+    """A probe's outputs (called in inference mode) as a list of float32 tensors."""
+    return [ops.cast(o, "float32") for o in _as_list(outputs)]
 
 
 def _unsupported(name):

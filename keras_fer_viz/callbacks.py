@@ -322,18 +322,19 @@ class FigureCallback(keras.callbacks.Callback, metaclass=abc.ABCMeta):
 class _ProbeCallback(FigureCallback):
     """A callback that explains fixed probe images."""
 
-    def __init__(self, images, labels=None, class_names=EMOTIONS, **kwargs):
+    def __init__(self, images, labels=None, class_names=EMOTIONS, output=None, **kwargs):
         super().__init__(**kwargs)
         self.images = _check_images(images)
         self.labels = _check_labels(labels, len(self.images))
         self.class_names = tuple(class_names)
+        self.output = output
 
     def reset(self):
         self._explainer = None
         self.maps_by_epoch = {}
 
     def _predictions(self):
-        probs = _gradients.predict(self.model, self.images)
+        probs = _gradients.predict(self.model, self.images, output=self.output)
         return probs.argmax(axis=1), probs.max(axis=1)
 
     def _map_grid(self, grid, maps, predicted, confidence, title):
@@ -383,6 +384,8 @@ class SaliencyCallback(_ProbeCallback):
         method: ``"saliency"``, ``"smoothgrad"`` or
             ``"integrated_gradients"``. Defaults to `"saliency"`.
         class_names: names of the classes. Defaults to `EMOTIONS`.
+        output: a multi-output model's output to explain (name or index).
+            Defaults to `None`.
         **kwargs: `FigureCallback` options (out_dir, every, tensorboard_dir,
             strict, background, name).
 
@@ -399,13 +402,15 @@ class SaliencyCallback(_ProbeCallback):
     default_name = "saliency"
     title = "Saliency"
 
-    def __init__(self, images, labels=None, method="saliency", class_names=EMOTIONS, **kwargs):
+    def __init__(
+        self, images, labels=None, method="saliency", class_names=EMOTIONS, output=None, **kwargs
+    ):
         if method not in ("saliency", "smoothgrad", "integrated_gradients"):
             raise ValueError(
                 "Expected method 'saliency', 'smoothgrad' or 'integrated_gradients'. "
                 f"Received: {method!r}"
             )
-        super().__init__(images, labels, class_names, **kwargs)
+        super().__init__(images, labels, class_names, output, **kwargs)
         self.method = method
 
     def build_explainer(self):
@@ -416,7 +421,7 @@ class SaliencyCallback(_ProbeCallback):
             "smoothgrad": saliency.SmoothGrad,
             "integrated_gradients": saliency.IntegratedGradients,
         }[self.method]
-        return cls(self.model)
+        return cls(self.model, output=self.output)
 
     def draw(self, data, epoch):
         return self._map_grid(figures.saliency_grid, *data, title=self._title(epoch))
@@ -435,6 +440,8 @@ class GradCAMCallback(_ProbeCallback):
             for the last conv layer. Defaults to `None`.
         plus_plus: use Grad-CAM++. Defaults to `False`.
         class_names: names of the classes. Defaults to `EMOTIONS`.
+        output: a multi-output model's output to explain (name or index).
+            Defaults to `None`.
         **kwargs: `FigureCallback` options.
     """
 
@@ -442,9 +449,16 @@ class GradCAMCallback(_ProbeCallback):
     title = "Grad-CAM"
 
     def __init__(
-        self, images, labels=None, layer=None, plus_plus=False, class_names=EMOTIONS, **kwargs
+        self,
+        images,
+        labels=None,
+        layer=None,
+        plus_plus=False,
+        class_names=EMOTIONS,
+        output=None,
+        **kwargs,
     ):
-        super().__init__(images, labels, class_names, **kwargs)
+        super().__init__(images, labels, class_names, output, **kwargs)
         self.layer, self.plus_plus = layer, bool(plus_plus)
         if self.plus_plus:
             self.title = "Grad-CAM++"
@@ -452,7 +466,8 @@ class GradCAMCallback(_ProbeCallback):
     def build_explainer(self):
         from keras_fer_viz.grad_cam import GradCAM, GradCAMPlusPlus
 
-        return (GradCAMPlusPlus if self.plus_plus else GradCAM)(self.model, self.layer)
+        cls = GradCAMPlusPlus if self.plus_plus else GradCAM
+        return cls(self.model, self.layer, output=self.output)
 
     def draw(self, data, epoch):
         return self._map_grid(figures.overlay_grid, *data, title=self._title(epoch))
@@ -473,6 +488,8 @@ class CAMCallback(_ProbeCallback):
         layer: the layer to pool, None for the last conv layer. Defaults to `None`.
         epochs: head-training epochs. Defaults to `3`.
         class_names: names of the classes. Defaults to `EMOTIONS`.
+        output: a multi-output model's classifier output (name or index).
+            Defaults to `None`.
         **kwargs: `FigureCallback` options.
     """
 
@@ -480,9 +497,17 @@ class CAMCallback(_ProbeCallback):
     title = "CAM"
 
     def __init__(
-        self, images, data, labels=None, layer=None, epochs=3, class_names=EMOTIONS, **kwargs
+        self,
+        images,
+        data,
+        labels=None,
+        layer=None,
+        epochs=3,
+        class_names=EMOTIONS,
+        output=None,
+        **kwargs,
     ):
-        super().__init__(images, labels, class_names, **kwargs)
+        super().__init__(images, labels, class_names, output, **kwargs)
         try:
             x, y = data
         except (TypeError, ValueError):
@@ -500,7 +525,14 @@ class CAMCallback(_ProbeCallback):
     def compute(self, epoch, logs=None):
         from keras_fer_viz.cam import CAM, gap_head
 
-        cam_model = gap_head(self.model, self.layer, data=self.data, epochs=self.epochs, verbose=0)
+        cam_model = gap_head(
+            self.model,
+            self.layer,
+            data=self.data,
+            epochs=self.epochs,
+            verbose=0,
+            output=self.output,
+        )
         maps = CAM(cam_model).explain(self.images, target=self.labels)
         predicted, confidence = self._predictions()
         self.maps_by_epoch[epoch + 1] = maps
@@ -522,13 +554,16 @@ class FilterCallback(FigureCallback):
         seed: seed of the start images: the same at every epoch, so the
             figures differ only by what the filters learnt. Defaults to `0`.
         columns: panels per row. Defaults to `8`.
+        output: for a multi-output model whose output layer is `layer`,
+            that output (name or index). Defaults to `None`.
         **kwargs: `FigureCallback` options.
     """
 
     default_name = "filters"
 
-    def __init__(self, layer, filters=None, steps=50, seed=0, columns=8, **kwargs):
+    def __init__(self, layer, filters=None, steps=50, seed=0, columns=8, output=None, **kwargs):
         super().__init__(**kwargs)
+        self.output = output
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
         self.layer, self.filters, self.steps, self.seed = layer, filters, steps, seed
@@ -540,7 +575,13 @@ class FilterCallback(FigureCallback):
 
         layer = resolve_layer(self.model, self.layer)
         images = maximize_activation(
-            self.model, layer, self.filters, steps=self.steps, seed=self.seed, verbose=0
+            self.model,
+            layer,
+            self.filters,
+            steps=self.steps,
+            seed=self.seed,
+            verbose=0,
+            model_output=self.output,
         )
         return images, layer.name
 
@@ -600,6 +641,8 @@ class LimeCallback(_ProbeCallback):
         segmentation: see `keras_fer_viz.Lime`. Defaults to `"slic"`.
         num_features: superpixels shown on each side. Defaults to `5`.
         class_names: names of the classes. Defaults to `EMOTIONS`.
+        output: a multi-output model's output to explain (name or index).
+            Defaults to `None`.
         **kwargs: `FigureCallback` options.
     """
 
@@ -614,15 +657,22 @@ class LimeCallback(_ProbeCallback):
         segmentation="slic",
         num_features=5,
         class_names=EMOTIONS,
+        output=None,
         **kwargs,
     ):
-        super().__init__(images, labels, class_names, **kwargs)
+        super().__init__(images, labels, class_names, output, **kwargs)
         self.samples, self.segmentation, self.num_features = samples, segmentation, num_features
 
     def build_explainer(self):
         from keras_fer_viz.lime import Lime
 
-        return Lime(self.model, segmentation=self.segmentation, samples=self.samples, verbose=0)
+        return Lime(
+            self.model,
+            segmentation=self.segmentation,
+            samples=self.samples,
+            verbose=0,
+            output=self.output,
+        )
 
     def compute(self, epoch, logs=None):
         results = self.explainer().explanations(self.images, target=self.labels)
@@ -652,14 +702,18 @@ class ConfusionMatrixCallback(FigureCallback):
             from `fit`, so they are given here).
         y_val: their integer labels.
         class_names: names of the classes. Defaults to `EMOTIONS`.
-        batch_size: prediction batch size. Defaults to `256`.
+        batch_size: prediction batch size; None sizes it by image size.
+            Defaults to `None`.
+        output: a multi-output model's classifier output (name or index).
+            Defaults to `None`.
         **kwargs: `FigureCallback` options.
     """
 
     default_name = "confusion_matrix"
 
-    def __init__(self, x_val, y_val, class_names=EMOTIONS, batch_size=256, **kwargs):
+    def __init__(self, x_val, y_val, class_names=EMOTIONS, batch_size=None, output=None, **kwargs):
         super().__init__(**kwargs)
+        self.output = output
         self.x_val = _check_images(x_val, "x_val")
         self.y_val = _check_labels(y_val, len(self.x_val))
         if self.y_val is None:
@@ -667,7 +721,7 @@ class ConfusionMatrixCallback(FigureCallback):
         self.class_names, self.batch_size = tuple(class_names), batch_size
 
     def compute(self, epoch, logs=None):
-        probs = _gradients.predict(self.model, self.x_val, self.batch_size)
+        probs = _gradients.predict(self.model, self.x_val, self.batch_size, output=self.output)
         return probs.argmax(axis=1)
 
     def draw(self, predicted, epoch):

@@ -18,9 +18,9 @@ import numpy as np
 from keras import ops
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import Explainer, as_images, normalize_maps
+from keras_fer_viz._explainer import Explainer, as_images, inputs_per_call, normalize_maps
 from keras_fer_viz.grad_cam import upsample_maps
-from keras_fer_viz.layers import build_probe, input_shape, resolve_layer, spatial_layers
+from keras_fer_viz.layers import build_probe, input_shape, is_graph, resolve_layer, spatial_layers
 
 __all__ = ["CAM", "gap_head", "find_gap_head"]
 
@@ -29,8 +29,8 @@ __all__ = ["CAM", "gap_head", "find_gap_head"]
 _PASS_THROUGH = (keras.layers.Dropout,)
 
 
-def find_gap_head(model):
-    """Finds a GAP -> (Dropout) -> Dense head at the end of a model.
+def find_gap_head(model, output=None):
+    """Finds a GAP -> (Dropout) -> Dense head at the end of a model (or of one output).
 
     Returns:
         ``(feature_layer, dense)``: the layer whose output is pooled, and
@@ -40,12 +40,13 @@ def find_gap_head(model):
         ValueError: if the model does not end in global average pooling
             and a Dense layer (optionally with a separate softmax).
     """
-    from keras_fer_viz.layers import _trace
+    from keras_fer_viz.layers import _select, _trace
 
     replay = _trace(model)
     rows = replay.rows
     problem = None
-    i = len(rows) - 1
+    hit = replay._producer.get(id(_select(model, replay.output, output)))
+    i = len(rows) - 1 if hit is None else hit[0]
     while i >= 0 and isinstance(rows[i].layer, keras.Model):
         i -= 1  # a nested model is listed after its own layers
     if i >= 0 and (
@@ -105,7 +106,10 @@ class CAM(Explainer):
         normalize: True returns ReLU'd maps upsampled to the input size and
             scaled to [0, 1]; False returns the raw map in logit units at
             the feature maps' resolution (N, h, w). Defaults to `True`.
-        batch_size: images per compiled call. Defaults to `64`.
+        batch_size: images per compiled call; None sizes calls by image size
+            so memory stays bounded. Defaults to `None`.
+        output: a multi-output model's output to explain (name or index);
+            that output must end in the GAP head. Defaults to `None`.
 
     Returns (from `explain`):
         float32 (N, H, W) maps in [0, 1], or raw (N, h, w) maps.
@@ -127,18 +131,18 @@ class CAM(Explainer):
 
     signed = True
 
-    def __init__(self, model, *, normalize=True, batch_size=64):
-        super().__init__(model, normalize=normalize, batch_size=batch_size)
-        self.layer, self.dense = find_gap_head(model)
-        self._probe, shapes = build_probe(model, [self.layer], score="logit")
+    def __init__(self, model, *, normalize=True, batch_size=None, output=None):
+        super().__init__(model, normalize=normalize, batch_size=batch_size, output=output)
+        self.layer, self.dense = find_gap_head(model, output)
+        self._probe, shapes = self._build_probe([self.layer], score="logit")
         self.layer_shape = shapes[0]
-        self._num_classes = int(self.dense.units)
         forward = _gradients.forward(self._probe)
 
         def fn(x, t):
             features, logits = forward([x])
             _, t = _gradients.gather_scores(logits, t)
-            w = ops.transpose(ops.take(self.dense.kernel, t, axis=1))  # (N, K)
+            kernel = ops.cast(self.dense.kernel, "float32")
+            w = ops.transpose(ops.take(kernel, t, axis=1))  # (N, K)
             raw = ops.einsum("nhwk,nk->nhw", features, w)
             if not self.normalize:
                 return raw
@@ -163,6 +167,7 @@ def gap_head(
     learning_rate=0.01,
     seed=0,
     verbose="auto",
+    output=None,
 ):
     """Swaps a classifier's head for global average pooling and a trained Dense layer.
 
@@ -194,6 +199,8 @@ def gap_head(
         seed: seed of the head's initialisation and the split. Defaults to `0`.
         verbose: 0 silent; "auto" or 1 print the accuracies. Defaults to
             `"auto"`.
+        output: a multi-output model's classifier output (name or index)
+            whose classes the head learns. Defaults to `None`.
 
     Returns:
         A new `keras.Model` (``<name>_gap_head``) ending in GAP and Dense,
@@ -217,6 +224,13 @@ def gap_head(
 
     from keras_fer_viz.training import check_data
 
+    if not is_graph(model):
+        raise ValueError(
+            f"gap_head copies the model's convolutional base, which needs a Sequential or "
+            f"Functional model. Received: subclassed model {model.name!r} "
+            f"({type(model).__name__}). Use GradCAM (it works on subclassed models), or "
+            "rebuild the model with the Functional API."
+        )
     if data is None:
         raise ValueError("Expected `data=(x, y)` to train the new head. Received: data=None")
     try:
@@ -225,7 +239,10 @@ def gap_head(
         raise ValueError(
             f"Expected `data` to be a pair (x, y). Received: {type(data).__name__}"
         ) from None
-    x, y = check_data(model, x, y, name="data x")
+    target = resolve_layer(model, layer)
+    probe, shapes = build_probe(model, [target], score="probability", output=output)
+    num_classes = int(probe.outputs[-1].shape[-1])
+    x, y = check_data(model, x, y, name="data x", num_classes=num_classes)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"Expected a positive int `epochs`. Received: {epochs!r}")
     if validation_data is None:
@@ -234,16 +251,15 @@ def gap_head(
             x, y, test_size=0.1, random_state=seed, stratify=stratify
         )
     else:
-        x_val, y_val = check_data(model, *validation_data, name="validation x")
-    target = resolve_layer(model, layer)
-    probe, shapes = build_probe(model, [target], score="probability")
+        x_val, y_val = check_data(
+            model, *validation_data, name="validation x", num_classes=num_classes
+        )
     if len(shapes[0]) != 4:
         raise ValueError(
             f"gap_head needs a spatial layer with output (N, h, w, C). Received: layer "
             f"{target.name!r} with output shape {shapes[0]}. Spatial layers: "
             f"{[la.name for la in spatial_layers(model)]}"
         )
-    num_classes = int(probe.outputs[-1].shape[-1])
 
     # The frozen base: a copy, so that freezing it leaves the caller's flags alone.
     base_source = keras.Model(probe.inputs, probe.outputs[0])
@@ -265,9 +281,8 @@ def gap_head(
 
     def batched(fn, images):
         images = as_images(images, input_shape(model), model.name)
-        return np.concatenate(
-            [fn(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-        )
+        step = inputs_per_call(images.shape[1:3])  # inference only: bounded by size
+        return np.concatenate([fn(images[i : i + step]) for i in range(0, len(images), step)])
 
     features, features_val = batched(pool, x), batched(pool, x_val)
     # The head is fitted on standardised features (so its training does not

@@ -23,11 +23,12 @@ import numpy as np
 from keras import ops
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import as_images
+from keras_fer_viz._explainer import as_images, check_batch_size, inputs_per_call
 from keras_fer_viz.layers import (
     build_probe,
     input_shape,
     output_layer,
+    output_names,
     resolve_layer,
     spatial_layers,
 )
@@ -35,7 +36,7 @@ from keras_fer_viz.layers import (
 __all__ = ["maximize_activation", "feature_maps"]
 
 
-def feature_maps(model, layer, images, batch_size=64) -> np.ndarray:
+def feature_maps(model, layer, images, batch_size=None) -> np.ndarray:
     """The raw outputs of a spatial layer for given images.
 
     Use it to see what the filters of a layer pick out of real faces (the
@@ -47,7 +48,8 @@ def feature_maps(model, layer, images, batch_size=64) -> np.ndarray:
             `Layer`, an index into ``model.layers``, or None for the last
             conv layer.
         images: (N, H, W, C) or one (H, W, C) image, as the model takes them.
-        batch_size: images per compiled call. Defaults to `64`.
+        batch_size: images per compiled call; None sizes calls by image size
+            so memory stays bounded. Defaults to `None`.
 
     Returns:
         float32 (N, h, w, F): the layer's activations, in inference mode.
@@ -72,11 +74,10 @@ def feature_maps(model, layer, images, batch_size=64) -> np.ndarray:
         )
     shape = input_shape(model)
     x = as_images(images, shape, model.name)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"Expected a positive int batch_size. Received: {batch_size!r}")
+    step = inputs_per_call(x.shape[1:3], check_batch_size(batch_size))
     forward = _gradients.forward(probe)
-    fn = _gradients.compile(lambda im: forward([im])[0], probe, [((None, *shape), "float32")])
-    return np.concatenate([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    fn = _gradients.compile(lambda im: forward([im])[0], model, [((None, *shape), "float32")])
+    return np.concatenate([fn(x[i : i + step]) for i in range(0, len(x), step)])
 
 
 # model -> {key: probe or compiled loop}: a second call with the same model
@@ -85,7 +86,7 @@ def feature_maps(model, layer, images, batch_size=64) -> np.ndarray:
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _objective_probe(model, layer):
+def _objective_probe(model, layer, output=None):
     """(layer, probe, kind, units): what to maximise for `layer`.
 
     kind is "spatial" (mean of a filter's map), "units" (a unit of a flat
@@ -93,15 +94,21 @@ def _objective_probe(model, layer):
     """
     target = resolve_layer(model, layer)
     cache = _CACHE.setdefault(model, {})
-    key = ("probe", id(target))
+    key = ("probe", id(target), output)
     if key not in cache:
-        cache[key] = _build_objective_probe(model, target)
+        cache[key] = _build_objective_probe(model, target, output)
     return cache[key]
 
 
-def _build_objective_probe(model, target):
-    if target is output_layer(model):
-        probe, _ = build_probe(model, (), score="logit")
+def _build_objective_probe(model, target, output):
+    if output is None:  # the output whose layer `target` is, if any
+        heads = [output_layer(model, k) for k in range(len(output_names(model)))]
+        output = next((k for k, head in enumerate(heads) if head is target), None)
+        is_head = output is not None
+    else:
+        is_head = target is output_layer(model, output)
+    if is_head:
+        probe, _ = build_probe(model, (), score="logit", output=output)
         return target, probe, "class", int(probe.outputs[-1].shape[-1])
     probe, shapes = build_probe(model, [target], score=None)
     shape = shapes[0]
@@ -130,6 +137,8 @@ def maximize_activation(
     output="display",
     score="probability",
     verbose="auto",
+    model_output=None,
+    batch_size=None,
 ):
     """Images that maximally activate the filters of a layer, by gradient ascent.
 
@@ -175,6 +184,11 @@ def maximize_activation(
             Defaults to `"probability"`.
         verbose: 0 silent, or "auto"/1 for a Keras progress bar over steps.
             Defaults to `"auto"`.
+        model_output: for a multi-output model, the output (name or index)
+            whose classes `layer` = its output layer means. Defaults to `None`.
+        batch_size: images (filters) optimised together per compiled loop;
+            None sizes the chunks by image size so memory stays bounded.
+            Defaults to `None`.
 
     Returns:
         float32 (F, H, W, C) images, one per filter, in the order of
@@ -191,7 +205,8 @@ def maximize_activation(
     >>> images.shape, float(images.min()), float(images.max())
     ((2, 48, 48, 1), 0.0, 1.0)
     """
-    target, probe, kind, units = _objective_probe(model, layer)
+    target, probe, kind, units = _objective_probe(model, layer, model_output)
+    batch_size = check_batch_size(batch_size)
     index = _filter_indices(filters, units, target.name, kind)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
@@ -231,15 +246,28 @@ def maximize_activation(
     settings = np.array([learning_rate, l2, total_variation, lo, hi], np.float32)
     fn = _ascent_loop(model, target, probe, kind, units, score, shape)
     verbose = 1 if verbose == "auto" else int(verbose)
-    bar = keras.utils.Progbar(steps, unit_name="step") if verbose else None
+    # Filters are optimised in chunks of equal size (the last padded with
+    # copies of its first filter, so JAX compiles one shape), as many as the
+    # memory bound allows; each image depends only on (seed, filter).
+    size = min(len(index), inputs_per_call(shape[:2], batch_size))
+    chunks = -(-len(index) // size)
+    bar = keras.utils.Progbar(steps * chunks, unit_name="step") if verbose else None
     per_call = steps if not verbose else max(1, steps // 10)
-    done = 0
-    while done < steps:
-        chunk = shifts[done : done + per_call]
-        x = fn(x, onehot, chunk, settings)
-        done += len(chunk)
-        if bar is not None:
-            bar.update(done)
+    done, results = 0, []
+    for first in range(0, len(index), size):
+        part, hot = x[first : first + size], onehot[first : first + size]
+        real = len(part)
+        if real < size:
+            part = np.concatenate([part, np.repeat(part[:1], size - real, axis=0)])
+            hot = np.concatenate([hot, np.repeat(hot[:1], size - real, axis=0)])
+        for start in range(0, steps, per_call):
+            chunk = shifts[start : start + per_call]
+            part = fn(part, hot, chunk, settings)
+            done += len(chunk)
+            if bar is not None:
+                bar.update(done)
+        results.append(part[:real])
+    x = np.concatenate(results)
     if output == "input":
         return x
     low = x.min(axis=(1, 2, 3), keepdims=True)

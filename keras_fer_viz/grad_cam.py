@@ -17,11 +17,13 @@ so Sequential, Functional and nested backbones all work.
 
 from __future__ import annotations
 
+import warnings
+
 from keras import ops
 
 from keras_fer_viz import _gradients
 from keras_fer_viz._explainer import Explainer, normalize_maps
-from keras_fer_viz.layers import build_probe, resolve_layer, spatial_layers
+from keras_fer_viz.layers import resolve_layer, spatial_layers
 
 __all__ = ["GradCAM", "GradCAMPlusPlus", "upsample_maps"]
 
@@ -35,10 +37,14 @@ def upsample_maps(maps, size):
 class _LayerGradient(Explainer):
     """Shared set-up: a spatial layer's output and the score's gradient there."""
 
-    def __init__(self, model, layer=None, *, score="logit", normalize=True, batch_size=64):
-        super().__init__(model, score=score, normalize=normalize, batch_size=batch_size)
+    def __init__(
+        self, model, layer=None, *, score="logit", normalize=True, batch_size=None, output=None
+    ):
+        super().__init__(
+            model, score=score, normalize=normalize, batch_size=batch_size, output=output
+        )
         self.layer = resolve_layer(model, layer)
-        self._probe, shapes = build_probe(model, [self.layer], score=self.score, perturb=True)
+        self._probe, shapes = self._build_probe([self.layer], perturb=True)
         self.layer_shape = shapes[0]
         if len(self.layer_shape) != 4:
             candidates = [la.name for la in spatial_layers(model)]
@@ -47,7 +53,15 @@ class _LayerGradient(Explainer):
                 f"Received: layer {self.layer.name!r} with output shape {self.layer_shape}. "
                 f"Spatial layers of {model.name!r}: {candidates}"
             )
-        self._num_classes = int(self._probe.outputs[-1].shape[-1])
+        if self.layer_shape[1] == 1 and self.layer_shape[2] == 1:
+            warnings.warn(
+                f"{type(self).__name__}: layer {self.layer.name!r} has a 1x1 spatial output "
+                f"{self.layer_shape}, so every map is constant (one value spread over the "
+                "image). Pick a layer before global pooling; the default "
+                "(keras_fer_viz.last_conv_layer) does.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         vg = _gradients.value_and_grad(self._probe)
         h, w, k = self.layer_shape[1:]
 
@@ -90,7 +104,10 @@ class GradCAM(_LayerGradient):
             scaled to [0, 1]; False returns the raw signed map
             ``sum_k weight_k * A_k`` at the layer's resolution (N, h, w).
             Defaults to `True`.
-        batch_size: images per compiled call. Defaults to `64`.
+        batch_size: images per compiled call; None sizes calls by image size
+            so memory stays bounded. Defaults to `None`.
+        output: a multi-output model's output to explain (name or index).
+            Defaults to `None`.
 
     Returns (from `explain`):
         float32 (N, H, W) maps in [0, 1], or raw (N, h, w) maps.
@@ -132,7 +149,10 @@ class GradCAMPlusPlus(_LayerGradient):
         layer: the spatial layer, as in `GradCAM`. Defaults to `None`.
         score: ``"logit"`` or ``"probability"``. Defaults to `"logit"`.
         normalize: as in `GradCAM`. Defaults to `True`.
-        batch_size: images per compiled call. Defaults to `64`.
+        batch_size: images per compiled call; None sizes calls by image size
+            so memory stays bounded. Defaults to `None`.
+        output: a multi-output model's output to explain (name or index).
+            Defaults to `None`.
 
     Returns (from `explain`):
         float32 (N, H, W) maps in [0, 1], or raw (N, h, w) maps.

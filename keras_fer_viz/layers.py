@@ -18,11 +18,26 @@ their weights.
   Grad-CAM, CAM, feature maps and filter visualisation can use.
 - `submodel` builds a model that returns chosen layer outputs together with
   the class score, the pre-softmax logit by default.
+
+Subclassed models (``class Net(keras.Model)`` with a ``call``) have no graph
+to replay. Once called on a batch, they are probed by calling them as they
+are, with the chosen layers' ``call`` intercepted for the duration of that
+call (on the layer object, restored at once): the layer's output is read
+and, for gradients, shifted by a zero input of its own shape. Every layer
+call of one traced forward pass is recorded the same way, which gives their
+order, output shapes and the softmax head, as the replay does for graphs.
+
+Every tensor, input and layer the probe adds is named ``kfv_*`` and checked
+against every name in the model: Keras' automatic names (``add_1``) depend
+on what the process built before, and a model loaded from a file may
+already use them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import threading
 from dataclasses import dataclass
 
 import keras
@@ -38,6 +53,8 @@ __all__ = [
     "submodel",
     "score_kind",
     "output_layer",
+    "output_names",
+    "input_shape",
 ]
 
 # Convolutions proper: the layers whose filters gradient ascent visualises.
@@ -92,6 +109,9 @@ class LayerInfo:
 def _check_model(model) -> None:
     if not isinstance(model, keras.Model):
         raise TypeError(f"Expected a `keras.Model`. Received: {type(model).__name__}")
+    if not is_graph(model):
+        _called_shape(model)  # raises if the model was never called
+        return
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):
@@ -108,16 +128,62 @@ def _check_model(model) -> None:
         )
 
 
+def is_graph(model) -> bool:
+    """True for Sequential and Functional models (their layers can be replayed)."""
+    return isinstance(model, keras.Sequential) or _is_functional(model)
+
+
+def _called_shape(model) -> tuple:
+    """The (N, H, W, C) shape a subclassed model was first called (or built) with."""
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    shapes = [tuple(v) for v in shapes.values() if v is not None]
+    if not model.built or len(shapes) != 1:
+        raise ValueError(
+            f"Subclassed model {model.name!r} ({type(model).__name__}) has not been called on "
+            "images yet, so its input shape is unknown. Call it once on a batch first, e.g. "
+            "`model(images[:1])`, or `model.build((None, H, W, C))`. Received: "
+            + ("an unbuilt model" if not model.built else f"build shapes {shapes}")
+        )
+    return (None, *shapes[0][1:])
+
+
 def input_shape(model) -> tuple:
     """The (H, W, C) input shape of a one-input image model (dims may be None)."""
     _check_model(model)
-    shape = tuple(model.inputs[0].shape[1:])
+    full = tuple(model.inputs[0].shape) if is_graph(model) else _called_shape(model)
+    shape = full[1:]
     if len(shape) != 3:
         raise ValueError(
             f"Expected a model taking images of shape (N, H, W, C). Received: model "
-            f"{model.name!r} with input shape {tuple(model.inputs[0].shape)}"
+            f"{model.name!r} with input shape {full}"
         )
     return shape
+
+
+def _model_names(model) -> set:
+    """Every layer and operation name inside `model`, nested models entered."""
+    names, stack, seen = set(), [model], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        names.add(getattr(item, "name", None))
+        children = list(getattr(item, "operations", None) or [])
+        if isinstance(item, keras.layers.Layer):
+            children += list(item._flatten_layers(include_self=False, recursive=False))
+        stack.extend(children)
+    return names
+
+
+def _fresh_name(base, taken: set) -> str:
+    """``kfv_<base>`` (then ``_1``, ``_2``...) not among `taken`; reserved in it."""
+    name, k = f"kfv_{base}", 0
+    while name in taken:
+        k += 1
+        name = f"kfv_{base}_{k}"
+    taken.add(name)
+    return name
 
 
 class _Replay:
@@ -200,8 +266,9 @@ def _is_functional(model) -> bool:
     return isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth")
 
 
-def _fresh_input(model):
-    return keras.Input(input_shape(model), name="image")
+def _fresh_input(model, taken=None):
+    taken = _model_names(model) if taken is None else taken
+    return keras.Input(input_shape(model), name=_fresh_name("image", taken))
 
 
 def all_layers(model) -> list[LayerInfo]:
@@ -254,13 +321,17 @@ def conv_layers(model) -> list[keras.layers.Layer]:
 def last_conv_layer(model) -> keras.layers.Layer:
     """The layer Grad-CAM and CAM use by default.
 
-    The last convolution of the model, or, when that convolution feeds
+    The last convolution whose output still has the image's spatial grid:
+    convolutions after global pooling, flattening or a reshape (the 1x1
+    "logits" convolution of MobileNetV3, which sees one pooled position) are
+    passed over, since their map is constant. When that convolution feeds
     straight into shape-keeping batch normalisation or activation layers (as
-    in ``Conv -> BN -> ReLU``), the last of those: the map is then read
-    after the activation, where Selvaraju et al. (2017) read it.
+    in ``Conv -> BN -> ReLU``), the last of those is returned: the map is
+    then read after the activation, where Selvaraju et al. (2017) read it.
 
     Raises:
-        ValueError: if the model has no convolution layer.
+        ValueError: if the model has no convolution layer before its
+            spatial grid collapses.
 
     Example:
 
@@ -270,13 +341,19 @@ def last_conv_layer(model) -> keras.layers.Layer:
     """
     replay = _trace(model)
     rows = replay.rows
-    convs = [i for i, r in enumerate(rows) if r.is_conv]
+    collapsed = _collapsed(rows)
+    convs = [i for i, r in enumerate(rows) if r.is_conv and not collapsed[i]]
     if not convs:
-        spatial = [r.path for r in all_layers(model) if r.is_spatial and not _is_container(r.layer)]
+        spatial = [
+            r.path
+            for i, r in enumerate(rows)
+            if r.is_spatial and not collapsed[i] and not _is_container(r.layer)
+        ]
         raise ValueError(
-            f"Model {model.name!r} has no convolution layer with an (N, h, w, C) output. "
+            f"Model {model.name!r} has no convolution layer with an (N, h, w, C) output "
+            "before global pooling or flattening. "
             + (
-                f"Pass a spatial layer explicitly; candidates: {spatial}"
+                f"Pass a spatial layer explicitly; candidates: {_listing(spatial)}"
                 if spatial
                 else "Grad-CAM and CAM need a spatial layer: this model has none."
             )
@@ -293,9 +370,37 @@ def last_conv_layer(model) -> keras.layers.Layer:
     return rows[i].layer
 
 
-def _trace(model) -> _Replay:
+# Layers after which a tensor no longer has the image's spatial grid, whatever
+# its rank (GlobalAveragePooling2D(keepdims=True) keeps a (N, 1, 1, C) tensor).
+_COLLAPSING = (
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.Flatten,
+    keras.layers.Reshape,
+)
+
+
+def _collapsed(rows) -> list[bool]:
+    """For each call, whether its output is downstream of a collapse of the grid."""
+    out = []
+    for i, r in enumerate(rows):
+        if _is_container(r.layer) and i > 0:
+            out.append(out[i - 1])  # a nested model is listed after its last layer
+            continue
+        out.append(
+            isinstance(r.layer, _COLLAPSING)
+            or not r.is_spatial
+            or any(out[j] for j in r.input_ids if j < i)
+        )
+    return out
+
+
+def _trace(model):
+    """The layer calls of one forward pass: a `_Replay` (graphs) or a `_CallTrace`."""
+    if not is_graph(model):
+        return _CallTrace(model)
     replay = _Replay()
-    replay.run(model, _fresh_input(model))
+    replay.output = replay.run(model, _fresh_input(model))
     return replay
 
 
@@ -378,20 +483,87 @@ def _listing(names, limit=40) -> str:
     return f"{names[:limit]} and {len(names) - limit} more"
 
 
-def output_layer(model) -> keras.layers.Layer:
-    """The innermost layer that produces the model's output (nested models entered)."""
-    replay = _Replay()
-    out = replay.run(model, _fresh_input(model))
-    hit = replay._producer.get(id(out))
+# --- outputs ----------------------------------------------------------------
+
+
+def output_names(model) -> list[str]:
+    """The names of a model's outputs, in the order Keras flattens them.
+
+    A Functional model's outputs are named by their layers (or by the keys
+    of a dict of outputs); a subclassed model's by the keys of the dict its
+    ``call`` returns, or ``"0"``, ``"1"``... for a list.
+    """
+    if is_graph(model):
+        struct = getattr(model, "_outputs_struct", None)
+        if isinstance(struct, dict):
+            return sorted(struct)
+        return list(model.output_names)
+    return _CallTrace(model).output_names
+
+
+def _output_index(model, output, names) -> int:
+    n = len(names)
+    if output is None:
+        if n == 1:
+            return 0
+        raise ValueError(
+            f"Model {model.name!r} has {n} outputs: {names}. Pass `output=` (one of these "
+            "names, or an index 0 to {n - 1}) to choose the one to explain.".replace(
+                "{n - 1}", str(n - 1)
+            )
+        )
+    if isinstance(output, bool) or not isinstance(output, (int, str)):
+        raise TypeError(
+            f"Expected `output` to be an output's name or index. Received: "
+            f"{type(output).__name__} {output!r}"
+        )
+    if isinstance(output, int):
+        if not -n <= output < n:
+            raise ValueError(
+                f"Output index {output} is out of range: model {model.name!r} has {n} "
+                f"output(s): {names}"
+            )
+        return output % n
+    aliases = list(names)
+    if is_graph(model) and list(model.output_names) != aliases:
+        aliases = list(model.output_names)  # layer names as well as dict keys
+    for candidates in (names, aliases):
+        if output in candidates:
+            return list(candidates).index(output)
+    raise ValueError(
+        f"Model {model.name!r} has no output named {output!r}. Its outputs: {names}"
+        + (f" (layers {aliases})" if aliases != names else "")
+    )
+
+
+def _select(model, out, output):
+    """The chosen tensor of a (possibly multi-output) model's flat outputs."""
+    flat = keras.tree.flatten(out)
+    if len(flat) == 1 and output in (None, 0, -1):
+        return flat[0]
+    names = output_names(model) if len(flat) > 1 else [_single_name(model)]
+    return flat[_output_index(model, output, names)]
+
+
+def _single_name(model):
+    names = output_names(model)
+    return names[0] if names else "0"
+
+
+def output_layer(model, output=None) -> keras.layers.Layer:
+    """The innermost layer that produces the model's (chosen) output, nested models entered."""
+    trace = _trace(model)
+    out = _select(model, trace.output, output)
+    hit = trace._producer.get(id(out))
     if hit is None:
         raise ValueError(f"Model {model.name!r} has no layer producing its output")
-    rows, i = replay.rows, hit[0]
+    rows, i = trace.rows, hit[0]
     while isinstance(rows[i].layer, keras.Model) and i > 0:
         i -= 1  # a nested model is listed right after its last layer
     return rows[i].layer
 
 
-def score_kind(model) -> str:
+def score_kind(model, output=None) -> str:
     """How the model's output relates to logits.
 
     Returns:
@@ -400,9 +572,8 @@ def score_kind(model) -> str:
         (or softmax Activation) layer, and ``"none"`` otherwise (the output
         is explained as it is).
     """
-    replay = _Replay()
-    out = replay.run(model, _fresh_input(model))
-    return _head(replay, out)[0]
+    trace = _trace(model)
+    return _head(trace, _select(model, trace.output, output))[0]
 
 
 def _is_softmax(fn) -> bool:
@@ -424,6 +595,15 @@ def _head(replay, out):
     return "none", None
 
 
+def _dense_logits(dense, x):
+    """The pre-activation output of a Dense layer, in float32 (its weights, unmodified)."""
+    kernel = ops.cast(dense.kernel, "float32")
+    y = ops.matmul(ops.cast(x, "float32"), kernel)
+    if dense.use_bias:
+        y = ops.add(y, ops.cast(dense.bias, "float32"))
+    return y
+
+
 class _DenseLogits(keras.layers.Layer):
     """The pre-activation output of a softmax Dense layer, sharing its weights.
 
@@ -432,14 +612,11 @@ class _DenseLogits(keras.layers.Layer):
     """
 
     def __init__(self, dense, **kwargs):
-        super().__init__(name=f"{dense.name}_logits", **kwargs)
+        super().__init__(dtype="float32", **kwargs)
         self.dense = dense
 
     def call(self, x):
-        y = ops.matmul(x, self.dense.kernel)
-        if self.dense.use_bias:
-            y = ops.add(y, self.dense.bias)
-        return y
+        return _dense_logits(self.dense, x)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.dense.units,)
@@ -450,8 +627,193 @@ def _check_score(score):
         raise ValueError(f"Expected score 'logit', 'probability' or None. Received: {score!r}")
 
 
-def build_probe(model, layers=(), score="logit", perturb=False):
-    """Builds the flat probe model that explainers differentiate.
+# --- subclassed models: calls intercepted ------------------------------------
+
+_INTERCEPT_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _intercepting(hooks):
+    """Runs with ``layer.call`` wrapped for each ``id(layer) -> (layer, fn)`` in `hooks`.
+
+    ``fn(args, kwargs, out)`` returns what the layer's call returns. The
+    wrapper is an attribute of the layer object for the duration of the
+    block only (the class and every other object are untouched), then
+    removed, whatever happens inside.
+    """
+    with _INTERCEPT_LOCK:
+        saved = []
+        try:
+            for layer, fn in hooks.values():
+                own = layer.__dict__.get("call", None)
+                original = layer.call
+
+                def wrapped(*args, __original=original, __fn=fn, **kwargs):
+                    return __fn(args, kwargs, __original(*args, **kwargs))
+
+                saved.append((layer, own))
+                object.__setattr__(layer, "call", wrapped)
+            yield
+        finally:
+            for layer, own in reversed(saved):
+                if own is None:
+                    object.__delattr__(layer, "call")
+                else:
+                    object.__setattr__(layer, "call", own)
+
+
+def _leaf_layers(model):
+    """Every layer inside a model (at any depth), except the model itself."""
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+class _CallTrace:
+    """The layer calls of a subclassed model, recorded from one forward pass.
+
+    Every layer inside the model is intercepted (see `_intercepting`) while
+    the model is called on one zero image: each call becomes a `LayerInfo`
+    row, in the order the calls finish (a layer holding others comes after
+    them, as a nested model does in the replay), with the rows whose outputs
+    it consumed. It answers the questions `_Replay` answers for graphs.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.rows: list[LayerInfo] = []
+        self._producer: dict[int, tuple] = {}
+        self._keep = []  # the traced tensors, so that their ids stay unique
+        shape = input_shape(model)
+
+        def record(layer):
+            def fn(args, kwargs, out):
+                flat_in = [t for t in keras.tree.flatten((args, kwargs)) if id(t) in self._producer]
+                row = LayerInfo(
+                    layer,
+                    layer.name,
+                    (None, *tuple(out.shape)[1:]) if hasattr(out, "shape") else (),
+                    tuple(self._producer[id(t)][0] for t in flat_in),
+                )
+                self.rows.append(row)
+                for t in keras.tree.flatten(out):
+                    self._producer[id(t)] = (len(self.rows) - 1, args, t)
+                self._keep.append((args, out))
+                return out
+
+            return fn
+
+        hooks = {id(la): (la, record(la)) for la in _leaf_layers(model)}
+        image = ops.zeros((1, *shape), dtype="float32")
+        with _no_grad(), _intercepting(hooks):
+            out = model(image, training=False)
+        self.output = out
+        self._keep.append(out)
+        if isinstance(out, dict):
+            self.output_names = sorted(out)
+        else:
+            self.output_names = [str(i) for i in range(len(keras.tree.flatten(out)))]
+
+    def producer(self, tensor):
+        hit = self._producer.get(id(tensor))
+        return None if hit is None else (self.rows[hit[0]], hit[1])
+
+    def consumers(self, i):
+        return [j for j, r in enumerate(self.rows) if i in r.input_ids]
+
+
+@contextlib.contextmanager
+def _no_grad():
+    if keras.backend.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            yield
+    else:
+        yield
+
+
+class _CallProbe:
+    """A probe for a subclassed model: the model called as it is, layers intercepted.
+
+    Called like the probe models of `build_probe` (``probe(inputs,
+    training=False)`` with ``inputs = image`` or ``[image, *deltas]``), it
+    returns ``[*layer_outputs, score]``. Its `variables` are the model's.
+    """
+
+    def __init__(self, model, layers, score, perturb, output):
+        self.model, self.layers, self.score, self.perturb = model, list(layers), score, perturb
+        self.output = output
+        trace = _CallTrace(model)
+        chosen = _select(model, trace.output, output)
+        self._index = _output_index(model, output, trace.output_names) if output is not None else 0
+        self._head = _head(trace, chosen) if score == "logit" else ("none", None)
+        first = {}
+        for row in trace.rows:
+            first.setdefault(id(row.layer), row)
+        missing = [la.name for la in self.layers if id(la) not in first]
+        if missing:
+            raise ValueError(
+                f"Layers {missing} are not called when model {model.name!r} runs. Layers it "
+                f"calls: {_listing([r.path for r in trace.rows])}"
+            )
+        self.shapes = [first[id(la)].output_shape for la in self.layers]
+        score_shape = tuple(chosen.shape)
+        self.name = f"{model.name}_probe"
+        self.outputs = [keras.KerasTensor(s) for s in self.shapes]
+        if score is not None:
+            self.outputs.append(keras.KerasTensor((None, *score_shape[1:])))
+
+    @property
+    def variables(self):
+        return self.model.variables
+
+    def __call__(self, inputs, training=False):
+        if self.perturb:
+            image, *deltas = inputs
+        else:
+            image, deltas = inputs, []
+        taps = {}
+        hooks = {}
+        for k, layer in enumerate(self.layers):
+
+            def tap(args, kwargs, out, k=k):
+                if k in taps:  # a shared layer: its first call, as in the replay
+                    return out
+                if self.perturb:
+                    out = ops.add(out, ops.cast(deltas[k], out.dtype))
+                taps[k] = out
+                return out
+
+            hooks[id(layer)] = (layer, tap)
+        kind, head = self._head
+        if kind != "none":
+            layer = head[0]
+            inner = hooks.get(id(layer))
+
+            def logits(args, kwargs, out, inner=inner):
+                taps.setdefault(
+                    "logit",
+                    _dense_logits(layer, args[0]) if kind == "softmax-dense" else args[0],
+                )
+                return inner[1](args, kwargs, out) if inner else out
+
+            hooks[id(layer)] = (layer, logits)
+        with _intercepting(hooks):
+            out = self.model(image, training=training)
+        flat = keras.tree.flatten(out)
+        chosen = flat[self._index]
+        outputs = [ops.cast(taps[k], "float32") for k in range(len(self.layers))]
+        if self.score == "logit":
+            outputs.append(ops.cast(taps.get("logit", chosen), "float32"))
+        elif self.score == "probability":
+            outputs.append(ops.cast(chosen, "float32"))
+        return outputs
+
+
+# --- probes -------------------------------------------------------------------
+
+
+def build_probe(model, layers=(), score="logit", perturb=False, output=None):
+    """Builds the probe that explainers differentiate.
 
     Args:
         model: the caller's model (not modified).
@@ -461,15 +823,27 @@ def build_probe(model, layers=(), score="logit", perturb=False):
             its own shape (fed with zeros): the gradient with respect to that
             input is the gradient with respect to the layer's output, on
             every backend.
+        output: the output to explain, by name or index; None for a model
+            with one output (a multi-output model is refused, naming its
+            outputs). Not needed when `score` is None.
 
     Returns:
-        ``(probe, shapes)``: a `keras.Model` with inputs ``[image, *deltas]``
+        ``(probe, shapes)``: a callable with inputs ``[image, *deltas]``
         (just ``image`` when `perturb` is False) and outputs
         ``[*layer_outputs, score]`` (the score left out when `score` is
-        None), and the output shapes of the chosen layers.
+        None), and the output shapes of the chosen layers. For Sequential
+        and Functional models the probe is a `keras.Model` built on a fresh
+        `keras.Input`; for a subclassed model it calls the model itself.
+        Layer outputs and scores are float32 whatever the model's dtype
+        policy (mixed precision).
     """
     _check_score(score)
-    image = _fresh_input(model)
+    layers = list(layers)
+    if not is_graph(model):
+        probe = _CallProbe(model, layers, score, perturb, output)
+        return probe, probe.shapes
+    taken = _model_names(model)
+    image = _fresh_input(model, taken)
     deltas = []
 
     def make_hook(layer):
@@ -478,44 +852,41 @@ def build_probe(model, layers=(), score="logit", perturb=False):
                 return out
             if not hasattr(out, "shape") or len(out.shape) < 2:
                 raise ValueError(f"Layer {layer.name!r} has no single tensor output")
-            delta = keras.Input(tuple(out.shape[1:]), name=f"delta_{len(deltas)}")
+            delta = keras.Input(
+                tuple(out.shape[1:]), name=_fresh_name(f"delta_{len(deltas)}", taken)
+            )
             deltas.append(delta)
-            return ops.add(out, delta)
+            # A named layer, not `ops.add`: an op would take Keras' next automatic
+            # name ("add_1"), which the model may already use.
+            return keras.layers.Add(dtype="float32", name=_fresh_name("tap", taken))([out, delta])
 
         return hook
 
-    layers = list(layers)
     replay = _Replay({id(la): make_hook(la) for la in layers})
     out = replay.run(model, image)
-    if isinstance(out, (list, tuple)):
-        raise ValueError(
-            f"Expected a model with one output. Received: model {model.name!r} with {len(out)}"
-        )
     missing = [la.name for la in layers if id(la) not in replay.outputs]
     if missing:
         raise ValueError(f"Layers {missing} are not on the path from the input to the output")
     taps = [replay.outputs[id(la)] for la in layers]
     outputs = list(taps)
-    if score == "logit":
-        kind, head = _head(replay, out)
-        if kind == "softmax-dense":
-            outputs.append(_DenseLogits(head[0])(head[1]))
-        elif kind == "softmax-layer":
-            outputs.append(head[1])
+    if score is not None:
+        chosen = _select(model, out, output)
+        if score == "logit":
+            kind, head = _head(replay, chosen)
+            if kind == "softmax-dense":
+                outputs.append(_DenseLogits(head[0], name=_fresh_name("logits", taken))(head[1]))
+            elif kind == "softmax-layer":
+                outputs.append(head[1])
+            else:
+                outputs.append(chosen)
         else:
-            outputs.append(out)
-    elif score == "probability":
-        outputs.append(out)
-    if perturb:
-        # Keep delta order equal to `layers` order.
-        inputs = [image, *deltas]
-    else:
-        inputs = image
-    probe = keras.Model(inputs, outputs, name=f"{model.name}_probe")
+            outputs.append(chosen)
+    inputs = [image, *deltas] if perturb else image
+    probe = keras.Model(inputs, outputs, name=_fresh_name("probe", taken))
     return probe, [tuple(t.shape) for t in taps]
 
 
-def submodel(model, layers=(), score="logit") -> keras.Model:
+def submodel(model, layers=(), score="logit", output=None) -> keras.Model:
     """A model returning chosen layer outputs together with the class score.
 
     Built on a fresh `keras.Input` by replaying the caller's layers (shared
@@ -530,6 +901,8 @@ def submodel(model, layers=(), score="logit") -> keras.Model:
             ends in one; the output otherwise), ``"probability"`` (the
             model's output), or None (layer outputs only). Defaults to
             `"logit"`.
+        output: a multi-output model's output (name or index). Defaults to
+            `None`.
 
     Returns:
         A `keras.Model` mapping images to ``[*layer_outputs, score]`` (a
@@ -548,5 +921,5 @@ def submodel(model, layers=(), score="logit") -> keras.Model:
     resolved = [resolve_layer(model, ref) for ref in layers]
     if not resolved and score is None:
         raise ValueError("Expected at least one layer, or a score.")
-    probe, _ = build_probe(model, resolved, score=score)
+    probe, _ = build_probe(model, resolved, score=score, output=output)
     return probe

@@ -30,8 +30,7 @@ import numpy as np
 from lime.lime_image import LimeImageExplainer
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import Explainer, as_images, as_targets
-from keras_fer_viz.layers import build_probe
+from keras_fer_viz._explainer import Explainer, as_images, as_targets, inputs_per_call
 
 __all__ = ["Lime", "LimeExplanation", "segment"]
 
@@ -177,7 +176,9 @@ class Lime(Explainer):
             labels``. The named ones give 30-80 superpixels on a 48x48 face.
             Defaults to `"slic"`.
         samples: perturbed images per explanation. Defaults to `1000`.
-        batch_size: perturbed images per model call. Defaults to `256`.
+        batch_size: perturbed images per model call; None sizes calls by
+            image size (227 faces of 48x48) so memory stays bounded.
+            Defaults to `None`.
         seed: seed of the perturbations; each image is explained with it, so
             an explanation does not depend on the other images. Defaults to
             `0`.
@@ -191,6 +192,8 @@ class Lime(Explainer):
         verbose: "auto" or 1 shows a progress bar when more than one image is
             explained; 0 is silent (use 0 inside callbacks). Defaults to
             `"auto"`.
+        output: a multi-output model's output to explain (name or index).
+            Defaults to `None`.
 
     Returns (from `explain`):
         float32 (N, H, W) maps in [0, 1]: each superpixel's positive weight
@@ -221,13 +224,14 @@ class Lime(Explainer):
         model,
         segmentation="slic",
         samples=1000,
-        batch_size=256,
+        batch_size=None,
         seed=0,
         *,
         hide_color=None,
         kernel_width=0.25,
         segmentation_options=None,
         verbose="auto",
+        output=None,
     ):
         if not (callable(segmentation) or segmentation in SEGMENTATIONS):
             raise ValueError(
@@ -238,7 +242,7 @@ class Lime(Explainer):
             raise ValueError(f"Expected an int `samples` >= 2. Received: {samples!r}")
         if not (isinstance(kernel_width, (int, float)) and kernel_width > 0):
             raise ValueError(f"Expected kernel_width > 0. Received: {kernel_width!r}")
-        super().__init__(model, score="probability", batch_size=batch_size)
+        super().__init__(model, score="probability", batch_size=batch_size, output=output)
         channels = self.input_shape[-1]
         if channels not in (1, 3):
             raise ValueError(
@@ -250,11 +254,10 @@ class Lime(Explainer):
         self.samples, self.seed, self.hide_color = samples, seed, hide_color
         self.kernel_width = float(kernel_width)
         self.verbose = verbose
-        probe, _ = build_probe(model, (), score="probability")
-        self._num_classes = int(probe.outputs[-1].shape[-1])
+        probe, _ = self._build_probe()
         forward = _gradients.forward(probe)
         self._predict = _gradients.compile(
-            lambda x: forward([x])[-1], probe, [((None, *self.input_shape), "float32")]
+            lambda x: forward([x])[-1], model, [((None, *self.input_shape), "float32")]
         )
 
     def _segment(self, image):
@@ -273,9 +276,8 @@ class Lime(Explainer):
         x = np.asarray(images, np.float32)
         if self.input_shape[-1] == 1 and x.shape[-1] == 3:
             x = x[..., :1]  # lime made the gray image RGB by repeating it
-        return np.concatenate(
-            [self._predict(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
-        )
+        step = inputs_per_call(x.shape[1:3], self.batch_size)
+        return np.concatenate([self._predict(x[i : i + step]) for i in range(0, len(x), step)])
 
     def explanations(self, images, target=None) -> list[LimeExplanation]:
         """Full LIME results: one `LimeExplanation` per image.
@@ -312,7 +314,7 @@ class Lime(Explainer):
             hide_color=self.hide_color,
             top_labels=None,
             num_samples=self.samples,
-            batch_size=self.batch_size,
+            batch_size=inputs_per_call(image.shape[:2], self.batch_size),
             segmentation_fn=self._segment,
             random_seed=self.seed,
         )

@@ -29,8 +29,8 @@ import numpy as np
 from keras import ops
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import as_images, as_targets
-from keras_fer_viz.layers import all_layers, build_probe, input_shape
+from keras_fer_viz._explainer import as_images, as_targets, check_batch_size, inputs_per_call
+from keras_fer_viz.layers import all_layers, build_probe, input_shape, is_graph
 
 __all__ = [
     "Curve",
@@ -107,13 +107,13 @@ def _ranks(maps):
 _CURVE_FNS: dict = {}
 
 
-def _curve_fn(model, steps_plus_one, shape):
-    """The compiled function for one model and curve length, built once."""
-    key = (id(model), steps_plus_one, shape)
+def _curve_fn(model, steps_plus_one, shape, output):
+    """The compiled function for one model, output and curve length, built once."""
+    key = (id(model), steps_plus_one, shape, output)
     cached = _CURVE_FNS.get(key)
     if cached is not None and cached[0]() is model:
         return cached[1]
-    probe, _ = build_probe(model, (), score="probability")
+    probe, _ = build_probe(model, (), score="probability", output=output)
     forward = _gradients.forward(probe)
 
     def fn(x, first, second, ranks, counts, targets):
@@ -136,14 +136,14 @@ def _curve_fn(model, steps_plus_one, shape):
         ((steps_plus_one,), "int32"),
         ((None,), "int32"),
     ]
-    compiled = _gradients.compile(fn, probe, spec)
+    compiled = _gradients.compile(fn, model, spec)
     import weakref
 
     _CURVE_FNS[key] = (weakref.ref(model), compiled)
     return compiled
 
 
-def _curve(kind, model, images, maps, target, steps, fill, batch_size):
+def _curve(kind, model, images, maps, target, steps, fill, batch_size, output):
     shape = input_shape(model)
     x = as_images(images, shape, model.name)
     maps = np.asarray(maps, dtype=np.float32)
@@ -155,7 +155,7 @@ def _curve(kind, model, images, maps, target, steps, fill, batch_size):
         )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
-    probs = _gradients.predict(model, x)
+    probs = _gradients.predict(model, x, output=output)
     t = as_targets(target, len(x), probs.shape[-1])
     t = np.where(t < 0, probs.argmax(axis=1), t).astype(np.int32)
     pixels = x.shape[1] * x.shape[2]
@@ -165,9 +165,10 @@ def _curve(kind, model, images, maps, target, steps, fill, batch_size):
     # Deletion: the first `count` pixels in map order take the fill value.
     # Insertion: they take the image's value, the rest the fill (a blur).
     first, second = (filled, x) if kind == "deletion" else (x, filled)
-    fn = _curve_fn(model, steps + 1, tuple(x.shape[1:]))
+    fn = _curve_fn(model, steps + 1, tuple(x.shape[1:]), output)
     ranks = _ranks(maps)
-    per_call = max(1, batch_size // (steps + 1))
+    inputs = inputs_per_call(x.shape[1:3], check_batch_size(batch_size))
+    per_call = max(1, inputs // (steps + 1))
     scores = np.concatenate(
         [
             fn(
@@ -185,7 +186,9 @@ def _curve(kind, model, images, maps, target, steps, fill, batch_size):
     return Curve(kind, fractions, scores, auc, t)
 
 
-def deletion_curve(model, images, maps, target=None, steps=20, fill="mean", batch_size=512):
+def deletion_curve(
+    model, images, maps, target=None, steps=20, fill="mean", batch_size=None, output=None
+):
     """The target's probability as the map's most relevant pixels are removed.
 
     Petsiuk, Das and Saenko (2018), "RISE". Pixels are removed in the map's
@@ -204,7 +207,11 @@ def deletion_curve(model, images, maps, target=None, steps=20, fill="mean", batc
         fill: what removed pixels become: ``"mean"`` (the image's mean; no
             black blobs, which a per-image standardising model would read as
             strong features), ``"blur"``, or a number. Defaults to `"mean"`.
-        batch_size: perturbed images per compiled call. Defaults to `512`.
+        batch_size: perturbed images per compiled call; None sizes calls by
+            image size so memory stays bounded (one image's steps form one
+            call). Defaults to `None`.
+        output: a multi-output model's output (name or index) whose
+            probability is followed. Defaults to `None`.
 
     Returns:
         A `Curve`.
@@ -218,10 +225,12 @@ def deletion_curve(model, images, maps, target=None, steps=20, fill="mean", batc
     >>> curve.scores.shape, curve.auc.shape
     ((2, 5), (2,))
     """
-    return _curve("deletion", model, images, maps, target, steps, fill, batch_size)
+    return _curve("deletion", model, images, maps, target, steps, fill, batch_size, output)
 
 
-def insertion_curve(model, images, maps, target=None, steps=20, fill="blur", batch_size=512):
+def insertion_curve(
+    model, images, maps, target=None, steps=20, fill="blur", batch_size=None, output=None
+):
     """The target's probability as the map's most relevant pixels are revealed.
 
     Starts from `fill` (a blurred copy by default, as Petsiuk et al. do) and
@@ -232,7 +241,7 @@ def insertion_curve(model, images, maps, target=None, steps=20, fill="blur", bat
     Returns:
         A `Curve`.
     """
-    return _curve("insertion", model, images, maps, target, steps, fill, batch_size)
+    return _curve("insertion", model, images, maps, target, steps, fill, batch_size, output)
 
 
 def spearman(a, b) -> np.ndarray:
@@ -361,7 +370,9 @@ def _truncated(rng, stddev, shape):
         value[out] = rng.normal(0.0, 1.0, int(out.sum()))
 
 
-def randomization_check(explainer_factory, model, images, target=None, layers=None, seed=0):
+def randomization_check(
+    explainer_factory, model, images, target=None, layers=None, seed=0, output=None
+):
     """Cascading model-parameter randomisation (Adebayo et al. 2018).
 
     A copy of `model` (same weights) is explained, then its layers with a
@@ -380,6 +391,9 @@ def randomization_check(explainer_factory, model, images, target=None, layers=No
         layers: names of the layers to randomise, in order; None for every
             layer with a kernel, top first. Defaults to `None`.
         seed: seed of the new weights. Defaults to `0`.
+        output: a multi-output model's output (name or index); passed to
+            `explainer_factory` as ``output=`` when it is an explainer class.
+            Defaults to `None`.
 
     Returns:
         A `RandomizationResult`.
@@ -393,26 +407,31 @@ def randomization_check(explainer_factory, model, images, target=None, layers=No
     (['predictions', 'dense3'], (10, 2))
     """
     x = as_images(images, input_shape(model), model.name)
-    probs = _gradients.predict(model, x)
+    probs = _gradients.predict(model, x, output=output)
     t = as_targets(target, len(x), probs.shape[-1])
     t = np.where(t < 0, probs.argmax(axis=1), t)
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    explainer = explainer_factory(copy)
-    original = explainer.explain(x, target=t)
-    rows = [r for r in all_layers(copy) if not isinstance(r.layer, keras.Model)]
-    if layers is None:
-        chosen = [
-            r.layer for r in reversed(rows) if hasattr(r.layer, "kernel") and _kernels(r.layer)
-        ]
+    copy = _copy_model(model, x[:1])
+    if output is not None and isinstance(explainer_factory, type):
+        explainer = explainer_factory(copy, output=output)
     else:
-        by_name = {r.layer.name: r.layer for r in rows}
-        missing = [name for name in layers if name not in by_name]
-        if missing:
-            raise ValueError(
-                f"Layers {missing} are not in model {model.name!r}. Layers: {sorted(by_name)}"
-            )
-        chosen = [by_name[name] for name in layers]
+        explainer = explainer_factory(copy)
+    original = explainer.explain(x, target=t)
+    # The copy's layers, matched to the caller's by position in the forward
+    # pass (a cloned subclassed model's layers get new automatic names).
+    mine = [r.layer for r in all_layers(model) if not isinstance(r.layer, keras.Model)]
+    theirs = [r.layer for r in all_layers(copy) if not isinstance(r.layer, keras.Model)]
+    twin = dict(zip(map(id, mine), theirs, strict=True))
+    if layers is None:
+        names = [la.name for la in reversed(mine) if hasattr(la, "kernel") and _kernels(la)]
+    else:
+        names = list(layers)
+    by_name = {la.name: la for la in mine}
+    missing = [name for name in names if name not in by_name]
+    if missing:
+        raise ValueError(
+            f"Layers {missing} are not in model {model.name!r}. Layers: {sorted(by_name)}"
+        )
+    chosen = [twin[id(by_name[name])] for name in names]
     maps, rho, ssim = [original], [], []
     for step, layer in enumerate(chosen):
         _reinitialize(layer, seed + step)
@@ -420,9 +439,24 @@ def randomization_check(explainer_factory, model, images, target=None, layers=No
         maps.append(now)
         rho.append(spearman(original, now))
         ssim.append(_ssim(original, now))
-    return RandomizationResult(
-        [la.name for la in chosen], np.stack(maps), np.array(rho), np.array(ssim)
-    )
+    return RandomizationResult(names, np.stack(maps), np.array(rho), np.array(ssim))
+
+
+def _copy_model(model, image):
+    """A copy of `model` with its weights (a subclassed model is built on `image`)."""
+    try:
+        copy = keras.models.clone_model(model)
+        if not is_graph(model):
+            copy(image, training=False)
+    except Exception as err:
+        raise ValueError(
+            f"randomization_check randomises a copy of the model (the caller's is never "
+            f"changed), and model {model.name!r} ({type(model).__name__}) could not be copied "
+            f"with keras.models.clone_model: {type(err).__name__}: {err}. Give a subclassed "
+            "model `get_config` (and `from_config` if needed) so Keras can rebuild it."
+        ) from None
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 @dataclass

@@ -12,7 +12,10 @@
 
 Each differentiates the pre-softmax logit by default (``score="logit"``),
 in compiled batches; samples of SmoothGrad and integration steps are
-batched with the images.
+batched with the images, and split into chunks of equal size when one
+image's samples exceed the memory bound (`keras_fer_viz._explainer`): the
+weighted gradients of the chunks are summed, so the result does not depend
+on the chunking.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from keras import ops
 
 from keras_fer_viz import _gradients
 from keras_fer_viz._explainer import Explainer, normalize_maps
-from keras_fer_viz.layers import build_probe
 
 __all__ = ["Saliency", "SmoothGrad", "IntegratedGradients"]
 
@@ -48,17 +50,72 @@ class _InputGradient(Explainer):
 
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
-        self._probe, _ = build_probe(model, (), score=self.score)
-        self._num_classes = int(self._probe.outputs[-1].shape[-1])
+        self._probe, _ = self._build_probe()
         self._vg = _gradients.value_and_grad(self._probe)
         self._forward = _gradients.forward(self._probe)
 
-    def _predicted(self, x, t):
-        """Targets with -1 replaced by the class predicted for the clean images."""
-        return _gradients.gather_scores(self._forward([x])[-1], t)[1]
-
     def _spec(self):
         return [((None, *self.input_shape), "float32"), ((None,), "int32")]
+
+
+class _ExpandedGradient(_InputGradient):
+    """A weighted sum of gradients over perturbed copies of each image.
+
+    A subclass supplies `_points(x)`: per-copy parameters (S, ...) and
+    weights (S,); `_perturb(x, points)`: the (n, S', H, W, C) copies of a
+    chunk of images for S' of the points; `_finish(x, total, *constants)`:
+    the map from the weighted gradient sum; and `_count`, S. Copies are made
+    in chunks of equal size (the last padded with zero-weight points, so JAX
+    compiles one shape), as many as the memory bound allows.
+    """
+
+    def _compile(self, point_spec, constant_specs=()):
+        def total(x, t, points, weights, *constants):
+            n, k = ops.shape(x)[0], ops.shape(points)[0]
+            copies = self._perturb(x, points, *constants)
+            copies = ops.reshape(copies, (-1, *x.shape[1:]))
+            _, grads, _ = self._vg([copies], ops.repeat(t, k, axis=0))
+            grads = ops.reshape(grads[0], (n, k, *x.shape[1:]))
+            return ops.sum(grads * ops.reshape(weights, (1, k, 1, 1, 1)), axis=1)
+
+        image = ((None, *self.input_shape), "float32")
+        self._total = _gradients.compile(
+            total,
+            self.model,
+            [image, ((None,), "int32"), point_spec, ((None,), "float32")] + list(constant_specs),
+        )
+        self._fn = _gradients.compile(
+            lambda x, g, *c: self._finish(x, g, *c),
+            self.model,
+            [image, image] + list(constant_specs),
+        )
+        self._predict = _gradients.compile(
+            lambda x, t: _gradients.gather_scores(self._forward([x])[-1], t)[1],
+            self.model,
+            [image, ((None,), "int32")],
+        )
+
+    def _images_per_call(self, inputs):
+        return inputs // self._count
+
+    def _explain_chunk(self, x, t, constants, inputs):
+        t = self._predict(x, t)  # the class predicted for the clean image
+        points, weights, *constants = constants
+        size = max(1, min(self._count, inputs // len(x)))
+        pad = -self._count % size
+        if pad:
+            points = np.concatenate([points, np.zeros((pad, *points.shape[1:]), points.dtype)])
+            weights = np.concatenate([weights, np.zeros(pad, weights.dtype)])
+        total = None
+        for start in range(0, len(points), size):
+            part = self._total(
+                x, t, points[start : start + size], weights[start : start + size], *constants
+            )
+            total = part if total is None else total + part
+        return self._fn(x, total, *constants)
+
+    def _reduce(self, maps):
+        return normalize_maps(maps) if self.normalize else maps
 
 
 class Saliency(_InputGradient):
@@ -83,7 +140,11 @@ class Saliency(_InputGradient):
             gradients), ``"probability"`` the output. Defaults to `"logit"`.
         normalize: scale each map to [0, 1] by its maximum; False returns
             the raw gradient magnitudes. Defaults to `True`.
-        batch_size: images per compiled call. Defaults to `64`.
+        batch_size: images per compiled call; None sizes calls by image size
+            so memory stays bounded (see `keras_fer_viz._explainer`).
+            Defaults to `None`.
+        output: the output to explain of a multi-output model (its name or
+            index); None for a model with one output. Defaults to `None`.
 
     Returns (from `explain`):
         float32 (N, H, W) maps, >= 0, in [0, 1] when `normalize`.
@@ -102,9 +163,13 @@ class Saliency(_InputGradient):
     ((7, 48, 48), True, 1.0)
     """
 
-    def __init__(self, model, reduce="max", *, score="logit", normalize=True, batch_size=64):
+    def __init__(
+        self, model, reduce="max", *, score="logit", normalize=True, batch_size=None, output=None
+    ):
         _check_reduce(reduce)
-        super().__init__(model, score=score, normalize=normalize, batch_size=batch_size)
+        super().__init__(
+            model, score=score, normalize=normalize, batch_size=batch_size, output=output
+        )
         self.reduce = reduce
 
         def fn(x, t):
@@ -115,7 +180,7 @@ class Saliency(_InputGradient):
         self._fn = _gradients.compile(fn, model, self._spec())
 
 
-class SmoothGrad(_InputGradient):
+class SmoothGrad(_ExpandedGradient):
     """Saliency averaged over noisy copies of each image.
 
     Adds Gaussian noise of standard deviation ``noise * (max - min)`` of
@@ -140,9 +205,12 @@ class SmoothGrad(_InputGradient):
         score: ``"logit"`` or ``"probability"``, as in `Saliency`.
             Defaults to `"logit"`.
         normalize: scale each map to [0, 1]. Defaults to `True`.
-        batch_size: model inputs per compiled call; ``batch_size //
-            samples`` images (at least one) are explained at once.
-            Defaults to `512`.
+        batch_size: model inputs (noisy copies) per compiled call; None
+            sizes calls by image size so memory stays bounded, splitting one
+            image's samples into chunks when they exceed it. Defaults to
+            `None`.
+        output: a multi-output model's output to explain (name or index).
+            Defaults to `None`.
 
     Returns (from `explain`):
         float32 (N, H, W) maps, >= 0, in [0, 1] when `normalize`.
@@ -166,45 +234,42 @@ class SmoothGrad(_InputGradient):
         seed=0,
         score="logit",
         normalize=True,
-        batch_size=512,
+        batch_size=None,
+        output=None,
     ):
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ValueError(f"Expected a positive int `samples`. Received: {samples!r}")
         if not (isinstance(noise, (int, float)) and 0 <= noise and np.isfinite(noise)):
             raise ValueError(f"Expected a noise level >= 0. Received: noise={noise!r}")
         _check_reduce(reduce)
-        super().__init__(model, score=score, normalize=normalize, batch_size=batch_size)
+        super().__init__(
+            model, score=score, normalize=normalize, batch_size=batch_size, output=output
+        )
         self.samples, self.noise, self.reduce, self.seed = samples, float(noise), reduce, seed
-
-        def fn(x, t, bank):
-            n = ops.shape(x)[0]
-            t = self._predicted(x, t)
-            lo = ops.min(x, axis=(1, 2, 3), keepdims=True)
-            hi = ops.max(x, axis=(1, 2, 3), keepdims=True)
-            sigma = self.noise * (hi - lo)
-            noisy = ops.expand_dims(x, 1) + ops.expand_dims(sigma, 1) * ops.expand_dims(bank, 0)
-            noisy = ops.reshape(noisy, (-1, *x.shape[1:]))
-            _, grads, _ = self._vg([noisy], ops.repeat(t, samples, axis=0))
-            mean = ops.mean(ops.reshape(grads[0], (n, samples, *x.shape[1:])), axis=1)
-            maps = _reduce_channels(mean, reduce)
-            return normalize_maps(maps) if self.normalize else maps
-
-        spec = self._spec() + [((samples, *self.input_shape), "float32")]
-        self._fn = _gradients.compile(fn, model, spec)
+        self._count = samples
+        self._compile(((None, *self.input_shape), "float32"))
         self._banks = {}
 
-    def _images_per_call(self, batch_size):
-        return batch_size // self.samples
+    def _perturb(self, x, bank):
+        lo = ops.min(x, axis=(1, 2, 3), keepdims=True)
+        hi = ops.max(x, axis=(1, 2, 3), keepdims=True)
+        sigma = self.noise * (hi - lo)
+        return ops.expand_dims(x, 1) + ops.expand_dims(sigma, 1) * ops.expand_dims(bank, 0)
+
+    def _finish(self, x, total):
+        return self._reduce(_reduce_channels(total, self.reduce))
 
     def _constants(self, x):
         shape = x.shape[1:]
         if shape not in self._banks:
             rng = np.random.default_rng(self.seed)
-            self._banks[shape] = rng.standard_normal((self.samples, *shape)).astype(np.float32)
-        return (self._banks[shape],)
+            bank = rng.standard_normal((self.samples, *shape)).astype(np.float32)
+            weights = np.full(self.samples, 1.0 / self.samples, np.float32)
+            self._banks[shape] = (bank, weights)
+        return self._banks[shape]
 
 
-class IntegratedGradients(_InputGradient):
+class IntegratedGradients(_ExpandedGradient):
     """Integrated gradients: attributions that add up to the change of the score.
 
     The gradient of the class score is integrated along the straight path
@@ -228,8 +293,12 @@ class IntegratedGradients(_InputGradient):
         normalize: True gives |attribution| scaled to [0, 1]; False the
             signed attributions (N, H, W), summed over channels.
             Defaults to `True`.
-        batch_size: model inputs per compiled call; ``batch_size // steps``
-            images (at least one) are explained at once. Defaults to `512`.
+        batch_size: model inputs (path points) per compiled call; None
+            sizes calls by image size so memory stays bounded, splitting one
+            image's steps into chunks when they exceed it. Defaults to
+            `None`.
+        output: a multi-output model's output to explain (name or index).
+            Defaults to `None`.
 
     Returns (from `explain`):
         float32 (N, H, W) maps in [0, 1], or signed attributions.
@@ -246,11 +315,21 @@ class IntegratedGradients(_InputGradient):
     signed = True
 
     def __init__(
-        self, model, steps=32, baseline=0.0, *, score="logit", normalize=True, batch_size=512
+        self,
+        model,
+        steps=32,
+        baseline=0.0,
+        *,
+        score="logit",
+        normalize=True,
+        batch_size=None,
+        output=None,
     ):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
-        super().__init__(model, score=score, normalize=normalize, batch_size=batch_size)
+        super().__init__(
+            model, score=score, normalize=normalize, batch_size=batch_size, output=output
+        )
         base = np.asarray(baseline, dtype=np.float32)
         try:
             np.broadcast_shapes(base.shape, tuple(d or 1 for d in self.input_shape))
@@ -261,34 +340,20 @@ class IntegratedGradients(_InputGradient):
             ) from None
         if not np.isfinite(base).all():
             raise ValueError("Expected a finite baseline. Received: NaN or infinity")
-        self.steps, self.baseline = steps, base
+        self.steps, self.baseline, self._count = steps, base, steps
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         self._alphas = ((nodes + 1) / 2).astype(np.float32)  # nodes on [0, 1]
         self._weights = (weights / 2).astype(np.float32)  # they sum to 1
+        self._compile(((None,), "float32"), [((1, *self.input_shape), "float32")])
 
-        def fn(x, t, base, alphas, weights):
-            n = ops.shape(x)[0]
-            t = self._predicted(x, t)
-            diff = x - base
-            a = ops.reshape(alphas, (1, steps, 1, 1, 1))
-            path = ops.expand_dims(base, 0) + a * ops.expand_dims(diff, 1)
-            path = ops.reshape(path, (-1, *x.shape[1:]))
-            _, grads, _ = self._vg([path], ops.repeat(t, steps, axis=0))
-            grads = ops.reshape(grads[0], (n, steps, *x.shape[1:]))
-            avg = ops.sum(grads * ops.reshape(weights, (1, steps, 1, 1, 1)), axis=1)
-            attributions = ops.sum(diff * avg, axis=-1)
-            return normalize_maps(ops.abs(attributions)) if self.normalize else attributions
+    def _perturb(self, x, alphas, base):
+        a = ops.reshape(alphas, (1, -1, 1, 1, 1))
+        return ops.expand_dims(base, 0) + a * ops.expand_dims(x - base, 1)
 
-        spec = self._spec() + [
-            ((1, *self.input_shape), "float32"),
-            ((steps,), "float32"),
-            ((steps,), "float32"),
-        ]
-        self._fn = _gradients.compile(fn, model, spec)
-
-    def _images_per_call(self, batch_size):
-        return batch_size // self.steps
+    def _finish(self, x, total, base):
+        attributions = ops.sum((x - base) * total, axis=-1)
+        return normalize_maps(ops.abs(attributions)) if self.normalize else attributions
 
     def _constants(self, x):
         base = np.broadcast_to(self.baseline, x.shape[1:])[None].astype(np.float32)
-        return base, self._alphas, self._weights
+        return self._alphas, self._weights, base

@@ -22,7 +22,7 @@ from keras_fer_viz._io import save_model
 __all__ = ["train", "BestModelCheckpoint", "per_class_accuracy", "accuracy_table", "check_data"]
 
 
-def check_data(model: keras.Model, x, y=None, name: str = "x"):
+def check_data(model: keras.Model, x, y=None, name: str = "x", num_classes=None):
     """Validates images (and labels) against a classifier; returns numpy arrays.
 
     Args:
@@ -31,6 +31,9 @@ def check_data(model: keras.Model, x, y=None, name: str = "x"):
         x: images, (N, H, W, C).
         y: integer labels (N,) in ``[0, num_classes)``, or None. Defaults to `None`.
         name: what to call `x` in error messages. Defaults to `"x"`.
+        num_classes: the number of classes (for a multi-output model, the
+            explained output's); None reads the model's single output.
+            Defaults to `None`.
 
     Returns:
         ``(x, y)`` as numpy arrays (`y` int64, or None).
@@ -38,8 +41,10 @@ def check_data(model: keras.Model, x, y=None, name: str = "x"):
     Raises:
         ValueError: if a shape, dtype or label does not fit the model.
     """
+    from keras_fer_viz.layers import input_shape
+
     x = np.asarray(x)
-    expected = tuple(model.input_shape[1:])
+    expected = tuple(input_shape(model))
     if (
         x.ndim != 4
         or x.shape[0] == 0
@@ -54,7 +59,8 @@ def check_data(model: keras.Model, x, y=None, name: str = "x"):
     if y is None:
         return x, None
     y = np.asarray(y)
-    num_classes = model.output_shape[-1]
+    if num_classes is None:
+        num_classes = model.output_shape[-1]
     if y.shape != (len(x),):
         raise ValueError(
             f"Expected one integer label per image: shape ({len(x)},). Received: shape={y.shape}"

@@ -149,7 +149,7 @@ def test_errors_reach_explain(reference, faces):
         s.explain(faces.images, target=9)
     with pytest.raises(ValueError, match=r"\(N, 48, 48, 1\)"):
         s.explain(np.zeros((2, 48, 48, 3)))
-    with pytest.raises(ValueError, match="positive int batch_size"):
+    with pytest.raises(ValueError, match="positive int `batch_size`"):
         s.explain(faces.images, batch_size=0)
     with pytest.raises(TypeError, match="Expected a `keras.Model`"):
         kfv.Saliency("model.keras")

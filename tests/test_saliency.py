@@ -160,5 +160,5 @@ def test_option_errors(smooth):
         IntegratedGradients(smooth, baseline=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="score 'logit' or 'probability'"):
         Saliency(smooth, score="loss")
-    with pytest.raises(ValueError, match="positive int batch_size"):
+    with pytest.raises(ValueError, match="positive int `batch_size`"):
         Saliency(smooth, batch_size=0)

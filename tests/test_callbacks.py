@@ -1,6 +1,7 @@
 """Tests of keras_fer_viz.callbacks: figures during fit, faults, resumption, distribution."""
 
 import glob
+import io
 import json
 import os
 import subprocess
@@ -79,6 +80,207 @@ def test_make_figure_of_every_callback(index, fixture_model, tmp_path):
     assert not list(tmp_path.iterdir())  # make_figure draws, it does not write
 
 
+def gray(image):
+    """A probe face as the panels show it: (H, W), scaled to [0, 1]."""
+    image = np.asarray(image, dtype=float)[..., 0]
+    return (image - image.min()) / (image.max() - image.min())
+
+
+def captions(model, images, labels):
+    """Panel titles from the model's own predict: true class, prediction, confidence."""
+    probs = model.predict(images, verbose=0)
+    return [
+        f"true: {kfv.EMOTIONS[label]}\npred: {kfv.EMOTIONS[p.argmax()]} ({p.max():.2f})"
+        for label, p in zip(labels, probs, strict=True)
+    ]
+
+
+# Classes to explain that the fixture model does not predict (it gets every
+# probe right): a figure that explained the prediction instead would differ.
+OTHER = (PROBE_LABELS + 3) % 7
+
+
+def shown(ax, layer=0):
+    return np.asarray(ax.images[layer].get_array(), dtype=float)
+
+
+@pytest.mark.parametrize(
+    "method, explainer",
+    [
+        ("saliency", "Saliency"),
+        ("smoothgrad", "SmoothGrad"),
+        ("integrated_gradients", "IntegratedGradients"),
+    ],
+)
+def test_saliency_figure_shows_the_explainers_maps(method, explainer, fixture_model, tmp_path):
+    callback = C.SaliencyCallback(PROBE, OTHER, method=method, out_dir=tmp_path)
+    callback.set_model(fixture_model)
+    fig = callback.make_figure(4)
+    expected = getattr(kfv, explainer)(fixture_model).explain(PROBE, target=OTHER)
+    assert (expected.reshape(7, -1).std(axis=1) > 0.01).all()  # maps with content
+    n = len(PROBE)
+    for i in range(n):
+        np.testing.assert_allclose(shown(fig.axes[n + i]), expected[i], atol=1e-5)
+        np.testing.assert_allclose(shown(fig.axes[i]), gray(PROBE[i]), atol=1e-12)
+    assert [ax.get_title() for ax in fig.axes[:n]] == captions(fixture_model, PROBE, OTHER)
+    assert fig.get_suptitle() == "Saliency after epoch 5"
+    assert fig.axes[n].images[0].get_clim() == (0, 1)  # one colour scale for every map
+
+
+@pytest.mark.parametrize("plus_plus", [False, True])
+def test_grad_cam_figure_overlays_the_explainers_maps(plus_plus, fixture_model, tmp_path):
+    callback = C.GradCAMCallback(PROBE, OTHER, plus_plus=plus_plus, out_dir=tmp_path)
+    callback.set_model(fixture_model)
+    fig = callback.make_figure(0)
+    explainer = kfv.GradCAMPlusPlus if plus_plus else kfv.GradCAM
+    expected = explainer(fixture_model).explain(PROBE, target=OTHER)
+    assert (expected.reshape(7, -1).std(axis=1) > 0.01).all()
+    for i in range(len(PROBE)):
+        ax = fig.axes[i]
+        np.testing.assert_allclose(shown(ax, 0), gray(PROBE[i]), atol=1e-12)  # the face
+        np.testing.assert_allclose(shown(ax, 1), expected[i], atol=1e-5)  # the map over it
+        assert 0 < ax.images[1].get_alpha() < 1
+    titles = [ax.get_title() for ax in fig.axes[: len(PROBE)]]
+    assert titles == captions(fixture_model, PROBE, OTHER)
+    name = "Grad-CAM++" if plus_plus else "Grad-CAM"
+    assert fig.get_suptitle() == f"{name} after epoch 1"
+
+
+def test_cam_figure_overlays_cam_of_a_gap_head_fitted_on_the_data(fixture_model, tmp_path):
+    data = (FACES.images, FACES.labels)
+    callback = C.CAMCallback(PROBE, data, OTHER, epochs=1, out_dir=tmp_path)
+    callback.set_model(fixture_model)
+    fig = callback.make_figure(6)
+    head = kfv.gap_head(fixture_model, data=data, epochs=1, verbose=0)  # seeded: the same head
+    expected = kfv.CAM(head).explain(PROBE, target=OTHER)
+    for i in range(len(PROBE)):
+        np.testing.assert_allclose(shown(fig.axes[i], 0), gray(PROBE[i]), atol=1e-12)
+        np.testing.assert_allclose(shown(fig.axes[i], 1), expected[i], atol=1e-4)
+    accuracy = head.head_report["head_accuracy"]
+    assert fig.get_suptitle() == f"CAM after epoch 7 (GAP head accuracy {accuracy:.2f})"
+    titles = [ax.get_title() for ax in fig.axes[: len(PROBE)]]
+    assert titles == captions(fixture_model, PROBE, OTHER)  # the model's own predictions
+
+
+def test_filter_figure_shows_gradient_ascent_images(fixture_model, tmp_path):
+    callback = C.FilterCallback("block2_conv1", filters=[0, 3, 5], steps=3, out_dir=tmp_path)
+    callback.set_model(fixture_model)
+    fig = callback.make_figure(1)
+    expected = kfv.maximize_activation(
+        fixture_model, "block2_conv1", filters=[0, 3, 5], steps=3, seed=0, verbose=0
+    )
+    assert len(fig.axes) == 3
+    for ax, image in zip(fig.axes, expected, strict=True):
+        np.testing.assert_allclose(shown(ax), gray(image), atol=1e-6)
+    assert [ax.get_title() for ax in fig.axes] == ["#0", "#3", "#5"]
+    assert fig.get_suptitle() == "Filters of block2_conv1 after epoch 2"
+
+
+def test_feature_map_figure_shows_the_layers_outputs(fixture_model, tmp_path):
+    callback = C.FeatureMapCallback(PROBE[3], "block2_conv1", top=4, label="Happy")
+    callback.set_model(fixture_model)
+    fig = callback.make_figure(2)
+    maps = kfv.feature_maps(fixture_model, "block2_conv1", PROBE[3:4])[0]
+    assert maps.shape == (24, 24, 16) and maps.max() > 0
+    np.testing.assert_allclose(shown(fig.axes[0]), gray(PROBE[3]), atol=1e-12)
+    assert fig.axes[0].get_title() == "Happy"
+    top = list(np.argsort(-maps.mean(axis=(0, 1)), kind="stable")[:4])
+    for f in range(16):
+        ax = fig.axes[1 + f]
+        np.testing.assert_allclose(shown(ax), maps[..., f], rtol=1e-5, atol=1e-6)
+        assert ax.images[0].get_clim() == pytest.approx((0, maps.max()), rel=1e-6)
+        rank = f" (top {top.index(f) + 1})" if f in top else ""
+        assert ax.get_title() == f"#{f}{rank}"
+    assert all(not ax.axison for ax in fig.axes[17:])  # 17 panels on a 3 x 8 grid
+    assert fig.get_suptitle() == "Outputs of block2_conv1 after epoch 3"
+
+
+def test_lime_figure_colours_lime_s_own_top_superpixels(fixture_model, tmp_path):
+    callback = C.LimeCallback(PROBE[:2], OTHER[:2], samples=50, out_dir=tmp_path)
+    callback.set_model(fixture_model)
+    fig = callback.make_figure(0)
+    results = kfv.Lime(fixture_model, samples=50, verbose=0).explanations(
+        PROBE[:2], target=OTHER[:2]
+    )
+    for i, result in enumerate(results):
+        # lime's own choice of the 5 superpixels for and against the class.
+        lime_result = result.explanation
+        _, pro = lime_result.get_image_and_mask(result.target, positive_only=True, num_features=5)
+        _, con = lime_result.get_image_and_mask(
+            result.target, positive_only=False, negative_only=True, num_features=5
+        )
+        pro, con = pro.astype(bool), con.astype(bool)
+        assert pro.any() and con.any() and not (pro & con).any()
+        rgb = shown(fig.axes[i])
+        face = gray(PROBE[i])
+        rest = ~(pro | con)
+        np.testing.assert_allclose(rgb[rest], np.stack([face[rest]] * 3, -1), atol=1e-12)
+        r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        assert (g[pro] > r[pro] + 0.2).all() and (g[pro] > b[pro] + 0.2).all()  # green: for
+        assert (r[con] > g[con] + 0.2).all() and (r[con] > b[con] + 0.2).all()  # red: against
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == captions(fixture_model, PROBE[:2], OTHER[:2])
+    assert fig.get_suptitle().startswith("LIME after epoch 1 (green: for the class")
+
+
+def test_confusion_matrix_figure_matches_scikit_learn(fixture_model, tmp_path):
+    from sklearn.metrics import confusion_matrix
+
+    x, y = FACES.images[:70], FACES.labels[:70]
+    callback = C.ConfusionMatrixCallback(x, y, out_dir=tmp_path)
+    callback.set_model(fixture_model)
+    fig = callback.make_figure(2)
+    predicted = fixture_model.predict(x, verbose=0).argmax(axis=1)
+    counts = confusion_matrix(y, predicted, labels=range(7))
+    assert counts.sum() == 70 and 0 < np.trace(counts) < 70  # right and wrong answers
+    ax = fig.axes[0]
+    cells = [t.get_text().split("\n") for t in ax.texts]
+    assert len(cells) == 49
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    assert [int(count.strip("()")) for _, count in cells] == counts.ravel().tolist()
+    assert [float(share) for share, _ in cells] == pytest.approx(shares.ravel(), abs=0.005)
+    np.testing.assert_allclose(shown(ax), shares, atol=1e-12)
+    accuracy = np.trace(counts) / 70
+    assert ax.get_title() == f"Confusion matrix after epoch 3 (accuracy {accuracy:.2f}, n = 70)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(kfv.EMOTIONS)
+
+
+def test_training_curves_figure_plots_every_epochs_logs(tmp_path):
+    logs = [
+        {"loss": 1.9, "accuracy": 0.2, "val_loss": 2.0, "val_accuracy": 0.15},
+        {"loss": 1.2, "accuracy": 0.5, "val_loss": 1.4, "val_accuracy": 0.45},
+        {"loss": 0.7, "accuracy": 0.8, "val_loss": 1.1, "val_accuracy": 0.6},
+    ]
+    callback = C.TrainingCurvesCallback(out_dir=tmp_path, every=3)
+    callback.on_train_begin()
+    for epoch in (0, 1):
+        callback.on_epoch_end(epoch, logs[epoch])  # not drawn (every=3), still recorded
+    fig = callback.make_figure(2, logs[2])
+    callback.on_train_end()
+    loss, accuracy = fig.axes
+    for ax, key in ((loss, "loss"), (accuracy, "accuracy")):
+        training, validation = ax.lines
+        np.testing.assert_array_equal(training.get_xdata(), [1, 2, 3])
+        np.testing.assert_allclose(training.get_ydata(), [e[key] for e in logs])
+        np.testing.assert_allclose(validation.get_ydata(), [e[f"val_{key}"] for e in logs])
+        assert ax.get_ylabel() == key
+    assert fig.get_suptitle() == "Training curves after epoch 3"
+    assert not list(tmp_path.iterdir())
+
+
+def decoded(png):
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGB"), dtype=float)
+
+
+def rendered(fig):
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format="png")
+    return decoded(buffer.getvalue())
+
+
 def test_a_short_fit_writes_one_file_per_callback_and_epoch(tmp_path):
     callbacks = every_callback(tmp_path)
     history = fit(small_model(), callbacks)
@@ -97,6 +299,21 @@ def test_a_short_fit_writes_one_file_per_callback_and_epoch(tmp_path):
         assert [e for e, _ in callback.written] == [1, 2] and callback.failures == []
     curves = callbacks[-1]
     assert curves.logs["loss"] == pytest.approx(history.history["loss"])
+    # Each file is the figure of its epoch: the canvas's pixel size, and for
+    # the last epoch (the model as it is now) the same pixels as a new drawing.
+    for callback in callbacks:
+        for epoch, path in callback.written:
+            on_disk = decoded(path.read_bytes())
+            if isinstance(callback, C.TrainingCurvesCallback):
+                fig = callback.draw({k: v[:epoch] for k, v in callback.logs.items()}, epoch - 1)
+            else:
+                fig = callback.make_figure(epoch - 1)
+            width, height = fig.canvas.get_width_height()
+            assert on_disk.shape == (height, width, 3), (callback.name, epoch)
+            assert on_disk.std() > 10  # drawn, not blank
+            if epoch == 2:
+                difference = np.sqrt(np.mean((rendered(fig) - on_disk) ** 2))
+                assert difference < 1.0, (callback.name, difference)
 
 
 def test_maps_are_those_of_the_model_at_that_epoch(tmp_path):

@@ -90,14 +90,118 @@ def test_curves_are_batch_independent_and_check_their_input():
         insertion_curve(model, x, maps, steps=0)
 
 
-def test_fills():
-    model = kfv.fer_cnn(width=0.125)
-    faces = kfv.synthetic_faces(2)
-    blur = insertion_curve(model, faces.images, random_maps(faces.images), steps=2)
-    mean = deletion_curve(model, faces.images, random_maps(faces.images), steps=2)
-    # All pixels removed or none revealed: the image becomes its fill.
-    np.testing.assert_allclose(mean.scores[:, 0], blur.scores[:, -1], rtol=1e-5)
-    assert mean.scores.shape == blur.scores.shape == (2, 3)
+def pixel_model(shape, seed=0):
+    """p = softmax(W . x) with small random W: every pixel's value moves it.
+
+    Unlike `fer_cnn`, which standardises each image (so every constant fill,
+    the mean or a number, reads the same), this model tells a wrong constant
+    or a blur of the wrong width from the right one.
+    """
+    model = tiny_models.linear(shape, classes=2, seed=seed)
+    dense = model.get_layer("dense")
+    w, b = dense.get_weights()
+    dense.set_weights([0.1 * w, np.zeros_like(b)])
+    return model
+
+
+def filled_by_hand(x, fill):
+    """The fully filled images, computed without keras_fer_viz.metrics."""
+    from skimage.filters import gaussian
+
+    if fill == "mean":  # each image's own mean, over all its pixels and channels
+        return np.stack([np.full(image.shape, image.mean()) for image in x])
+    if fill == "blur":  # the documented width: max(1, H / 12), 4 pixels on 48x48
+        sigma = max(1.0, x.shape[1] / 12)
+        return np.stack(
+            [gaussian(image, sigma=sigma, channel_axis=-1, preserve_range=True) for image in x]
+        )
+    return np.full(x.shape, float(fill))
+
+
+def first_pixels_from(base, source, maps, share):
+    """`base` with its most relevant `share` of pixels (in the maps' order) from `source`."""
+    out = base.copy()
+    count = round(share * maps[0].size)
+    for i in range(len(base)):
+        rows, cols = np.unravel_index(np.argsort(-maps[i].ravel())[:count], maps.shape[1:])
+        out[i, rows, cols, :] = source[i, rows, cols, :]
+    return out
+
+
+@pytest.mark.parametrize(
+    "fill, shape",
+    [
+        ("mean", (24, 24, 1)),
+        ("mean", (8, 10, 3)),
+        ("blur", (36, 36, 1)),  # sigma 3
+        ("blur", (24, 24, 1)),  # sigma 2
+        ("blur", (8, 10, 3)),  # H / 12 < 1: sigma 1; channels blurred apart
+        (0.25, (24, 24, 1)),
+        (1, (8, 10, 3)),  # an int
+    ],
+)
+def test_fills_against_a_hand_built_curve(fill, shape):
+    model = pixel_model(shape)
+    rng = np.random.default_rng(3)
+    # Images with different means: the mean fill must be each image's own.
+    x = (rng.uniform(0, 1, (3, *shape)) + np.array([0.0, 0.3, 0.6]).reshape(3, 1, 1, 1)).astype(
+        "float32"
+    )
+    # Well-separated map values: the order of the pixels is beyond doubt.
+    maps = np.stack([rng.permutation(shape[0] * shape[1]).reshape(shape[:2]) for _ in x])
+    maps = maps.astype("float32") / maps.size
+    targets = np.array([1, 0, 1])
+    filled = filled_by_hand(x, fill).astype("float32")
+
+    def p(images):
+        return model.predict(images.astype("float32"), verbose=0)[np.arange(len(x)), targets]
+
+    fractions = np.linspace(0, 1, 5)
+    deletion = deletion_curve(model, x, maps, target=targets, steps=4, fill=fill)
+    insertion = insertion_curve(model, x, maps, target=targets, steps=4, fill=fill)
+    expected_deletion = np.stack([p(first_pixels_from(x, filled, maps, f)) for f in fractions], 1)
+    expected_insertion = np.stack([p(first_pixels_from(filled, x, maps, f)) for f in fractions], 1)
+    np.testing.assert_allclose(deletion.scores, expected_deletion, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(insertion.scores, expected_insertion, rtol=1e-4, atol=1e-6)
+    # All removed, or none revealed: the model sees the fill alone.
+    np.testing.assert_allclose(deletion.scores[:, -1], p(filled), rtol=1e-4)
+    np.testing.assert_allclose(insertion.scores[:, 0], p(filled), rtol=1e-4)
+    assert deletion.targets.tolist() == insertion.targets.tolist() == targets.tolist()
+
+    # The oracle is sharp enough to catch a near miss: a fill off by a little
+    # (the batch's mean, a blur one pixel wider, a number 0.1 away) moves the
+    # fully filled probabilities ten times beyond the tolerance above.
+    if fill == "mean":
+        near = np.full(x.shape, x.mean())
+    elif fill == "blur":
+        from skimage.filters import gaussian
+
+        sigma = max(1.0, shape[0] / 12) + 1
+        near = np.stack(
+            [gaussian(image, sigma=sigma, channel_axis=-1, preserve_range=True) for image in x]
+        )
+    else:
+        near = filled + 0.1
+    assert (np.abs(p(near) - p(filled)) > 10 * (1e-6 + 1e-4 * p(filled))).any()
+
+
+def test_the_default_fills_are_the_mean_for_deletion_and_a_blur_for_insertion():
+    shape = (24, 24, 1)
+    model = pixel_model(shape, seed=1)
+    x = np.random.default_rng(4).uniform(0, 1, (2, *shape)).astype("float32")
+    x[1] += 0.5
+    maps = random_maps(x, 5)
+    deletion = deletion_curve(model, x, maps, target=1, steps=2)
+    insertion = insertion_curve(model, x, maps, target=1, steps=2)
+
+    def p(images):
+        return model.predict(images.astype("float32"), verbose=0)[:, 1]
+
+    np.testing.assert_allclose(deletion.scores[:, -1], p(filled_by_hand(x, "mean")), rtol=1e-4)
+    np.testing.assert_allclose(insertion.scores[:, 0], p(filled_by_hand(x, "blur")), rtol=1e-4)
+    # The untouched image at the other end of each curve.
+    np.testing.assert_allclose(deletion.scores[:, 0], p(x), rtol=1e-4)
+    np.testing.assert_allclose(insertion.scores[:, -1], p(x), rtol=1e-4)
 
 
 def test_evidence_scores_by_hand():

@@ -1,21 +1,40 @@
-"""The ``keras-fer-viz`` command: train a model, or run the demo end to end.
+"""The ``keras-fer-viz`` command: train a model, explain one, or run the demo.
 
 Keras and TensorFlow are imported inside the commands, so ``--help`` answers
-at once.
+at once. The command owns its process: it quiets TensorFlow's start-up
+messages (the CUDA lines every CPU machine prints) before TensorFlow is
+imported; the library itself never touches the environment.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "load_splits", "load_model", "summarize"]
 
 SYNTHETIC = "synthetic"
+DATA_HELP = (
+    "a FER2013 CSV file (emotion,pixels[,Usage]), a folder of class folders of images "
+    "(DIR/<class name>/*.png|jpg, as keras.utils.image_dataset_from_directory reads; class "
+    "names from the folder names, optionally split into DIR/train, DIR/val and DIR/test), "
+    "or 'synthetic' for built-in faces"
+)
+# What TensorFlow prints on a machine without a GPU (or without TensorRT)
+# while it starts: absl's pre-initialisation notice, the CUDA stub and
+# cuInit failures, cuDNN/cuFFT/cuBLAS factory registrations, CPU features.
+_BACKEND_NOISE = re.compile(
+    r"cuda|cuinit|cudnn|cufft|cublas|tensorrt|tf-trt|absl::InitializeLog|cpu_feature_guard|"
+    r"rebuild TensorFlow with the appropriate compiler flags",
+    re.IGNORECASE,
+)
 
 
 def _positive_int(text: str) -> int:
@@ -40,6 +59,27 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _pixel_range(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, received {text!r}")
+    return value
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--image-size",
+        type=_positive_int,
+        nargs=2,
+        metavar=("HEIGHT", "WIDTH"),
+        help="resize the images of a folder to HEIGHT x WIDTH as they are read (needed when "
+        "they differ in size)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-fer-viz",
@@ -54,14 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the reference CNN (keras_fer_viz.fer_cnn) with class weights, "
         "early stopping and best-model checkpointing, then print the accuracy of each class "
         "on held-out data. With a FER2013 file, the Training rows train, PublicTest validates "
-        "and PrivateTest is held out; a file without a Usage column is split 80/10/10.",
+        "and PrivateTest is held out; a file without a Usage column, or an image folder that "
+        "is not split into train/val/test folders, is split 80/10/10. The network takes the "
+        "data's image size and channels, with one output per class.",
     )
-    train.add_argument(
-        "--data",
-        required=True,
-        metavar="PATH|synthetic",
-        help="a FER2013 CSV file (emotion,pixels,Usage), or 'synthetic' for built-in faces",
-    )
+    train.add_argument("--data", required=True, metavar="PATH|DIR|synthetic", help=DATA_HELP)
+    _add_data_options(train)
     train.add_argument(
         "--out",
         required=True,
@@ -77,18 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain a trained model: render every entry of the figure spec "
         "(saliency, filters, feature maps, LIME, confusion matrix, Grad-CAM, CAM, training "
         "curves) to PNG files in DIR, with DIR/index.html holding the captions, the model "
-        "summary and the accuracy per class. A figure that fails is reported and the others "
-        "go on. Nothing is written outside DIR.",
+        "summary and the accuracy per class. Images are fitted to the model's input (resized "
+        "to its height and width, gray <-> RGB, scaled to --input-range) and the index says "
+        "what was done. The held-out split is explained and the training split trains the "
+        "CAM head. A figure that fails is reported and the others go on. Nothing is written "
+        "outside DIR.",
     )
     report.add_argument(
-        "--model", required=True, type=Path, metavar="MODEL.keras", help="a saved Keras model"
-    )
-    report.add_argument(
-        "--data",
+        "--model",
         required=True,
-        metavar="PATH|synthetic",
-        help="a FER2013 CSV file (its PrivateTest rows are explained, Training rows train the "
-        "CAM head), or 'synthetic' for built-in faces",
+        type=Path,
+        metavar="MODEL",
+        help="a saved Keras model: a .keras file, or a .h5 file from Keras 2 or 3 (loaded "
+        "without its optimizer, which explaining does not need)",
+    )
+    report.add_argument("--data", required=True, metavar="PATH|DIR|synthetic", help=DATA_HELP)
+    _add_data_options(report)
+    report.add_argument(
+        "--input-range",
+        type=_pixel_range,
+        nargs=2,
+        default=(0.0, 255.0),
+        metavar=("LOW", "HIGH"),
+        help="the values the model takes for black and white pixels, e.g. --input-range -1 1 "
+        "or --input-range 0 1 (default: 0 255, raw pixels, as the reference CNN takes)",
     )
     report.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     report.add_argument(
@@ -165,12 +215,49 @@ def _add_training_options(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _start_keras() -> None:
+    """Imports Keras and starts its backend without TensorFlow's CPU-machine noise.
+
+    TF_CPP_MIN_LOG_LEVEL=2 hides TensorFlow's info and warning logs, but not
+    what it prints before its logging starts (the CUDA stub's notice) nor
+    the cuInit error of a machine without a GPU, which it prints when it
+    first lists its devices. So fd 2 is captured while Keras and TensorFlow
+    are imported and TensorFlow's devices are listed, and what was printed then is passed on without
+    the CUDA/cuDNN/TensorRT lines. A user who set TF_CPP_MIN_LOG_LEVEL to 0
+    or 1 sees everything.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "keras" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() in ("0", "1"):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+
+            # Whatever the backend, Keras imports TensorFlow when it is installed
+            # (to load a model, for TensorBoard): start it here, once.
+            if importlib.util.find_spec("tensorflow") is not None:
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            printed = log.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = [line for line in printed if not _BACKEND_NOISE.search(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def main(argv=None) -> int:
     """Runs the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
-    # The command owns its process: hide TensorFlow's start-up chatter unless
-    # the user asked for it.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _start_keras()
     try:
         if args.command == "train":
             _train_command(args)
@@ -184,39 +271,133 @@ def main(argv=None) -> int:
     return 0
 
 
-def load_splits(data: str, samples: int = 7000, seed: int = 0):
-    """Train, validation and held-out splits for `--data`.
+def _split(x, y, share: float, seed: int, min_count: int):
+    """Splits `share` of (x, y) off: ``(kept, carved)``.
 
-    Returns:
-        A dict with keys "train", "val" and "test", each ``(x, y)``,
-        "evidence" (the held-out faces' ground-truth masks, synthetic data
-        only, else None) and "source", a short description.
+    Stratified by class when every class present has `min_count` images and
+    both parts can hold one of each; a plain random split otherwise.
     """
     import numpy as np
     from sklearn.model_selection import train_test_split
 
-    from keras_fer_viz.data import synthetic_faces
+    counts = np.bincount(y)
+    present = counts[counts > 0]
+    carved = int(np.ceil(share * len(y)))
+    stratify = (
+        y if present.min() >= min_count and min(carved, len(y) - carved) >= len(present) else None
+    )
+    x_a, x_b, y_a, y_b = train_test_split(
+        x, y, test_size=share, random_state=seed, stratify=stratify
+    )
+    return (x_a, y_a), (x_b, y_b)
+
+
+def _random_split(x, y, seed: int):
+    """80/10/10 train/validation/test, stratified when every class has enough images."""
+    train, rest = _split(x, y, 0.2, seed, min_count=3)
+    val, test = _split(*rest, 0.5, seed, min_count=2)
+    return train, val, test
+
+
+def _carve(x, y, share: float, seed: int):
+    """Splits `share` of (x, y) off, stratified when it can be: (kept, carved)."""
+    return _split(x, y, share, seed, min_count=2)
+
+
+def _folder_splits(path: Path, seed: int, image_size, color_mode):
+    from keras_fer_viz.data.folders import class_folders, load_image_folder, split_folders
+
+    found = split_folders(path)
+    if found is None:
+        x, y, names = load_image_folder(path, image_size, color_mode)
+        train, val, test = _random_split(x, y, seed)
+        how = "random 80/10/10 split"
+    else:
+        x, y, names = load_image_folder(found["train"], image_size, color_mode)
+        mode = "grayscale" if x.shape[-1] == 1 else "rgb"
+        read = {}
+        for split in ("val", "test"):
+            folder = found[split]
+            if folder is None:
+                continue
+            extra = sorted(set(class_folders(folder)) - set(names))
+            if extra:
+                raise ValueError(
+                    f"{folder} has class folders {extra} that {found['train']} lacks. Expected "
+                    f"the classes of the training folder: {list(names)}."
+                )
+            size = image_size if image_size is not None else x.shape[1:3]
+            read[split] = load_image_folder(folder, size, mode, names)[:2]
+        train = (x, y)
+        if "test" not in read:
+            train, read["test"] = _carve(*train, 0.1, seed)
+        if "val" not in read:
+            train, read["val"] = _carve(*train, 0.1, seed)
+        val, test = read["val"], read["test"]
+        given = [found[s].name for s in ("train", "val", "test") if found[s] is not None]
+        how = (
+            "/, ".join(given)
+            + "/ folders"
+            + ("" if len(given) == 3 else "; missing splits carved from the training images")
+        )
+    return dict(
+        train=train,
+        val=val,
+        test=test,
+        evidence=None,
+        class_names=names,
+        source=f"{path.name}/ (image folder, {len(names)} classes from its folders; {how})",
+    )
+
+
+def load_splits(
+    data: str, samples: int = 7000, seed: int = 0, image_size=None, color_mode=None
+) -> dict:
+    """Train, validation and held-out splits for `--data`.
+
+    Args:
+        data: a FER2013 CSV file, a folder of class folders of images (see
+            `keras_fer_viz.data.load_image_folder`; sub-folders ``train``,
+            ``val`` and ``test`` are taken as splits), or "synthetic".
+        samples: synthetic training faces. Defaults to `7000`.
+        seed: the seed of the synthetic faces and of random splits.
+            Defaults to `0`.
+        image_size: (height, width) to resize a folder's images to as they
+            are read, or None to keep their size. Defaults to `None`.
+        color_mode: a folder's colour mode (see `load_image_folder`).
+            Defaults to `None`.
+
+    Returns:
+        A dict with keys "train", "val" and "test", each ``(x, y)`` of uint8
+        images at the data's size, "evidence" (the held-out faces'
+        ground-truth masks, synthetic data only, else None), "class_names"
+        and "source", a short description.
+    """
+    import numpy as np
+
+    from keras_fer_viz.data import EMOTIONS, synthetic_faces
     from keras_fer_viz.data.fer2013 import load_fer2013_usage
 
     if data == SYNTHETIC:
         faces = synthetic_faces(samples, seed=seed)
         held = synthetic_faces(max(700, samples // 5), seed=seed + 1)
-        x, y = faces.images, faces.labels
-        x_tr, x_va, y_tr, y_va = train_test_split(
-            x, y, test_size=0.1, random_state=seed, stratify=y
-        )
+        train, val = _carve(faces.images, faces.labels, 0.1, seed)
         return dict(
-            train=(x_tr, y_tr),
-            val=(x_va, y_va),
+            train=train,
+            val=val,
             test=(held.images, held.labels),
             evidence=held.evidence,
+            class_names=EMOTIONS,
             source=f"synthetic faces (seed {seed})",
         )
 
     path = Path(data)
+    if path.is_dir():
+        return _folder_splits(path, seed, image_size, color_mode)
     if not path.is_file():
         raise FileNotFoundError(
-            f"--data must be a FER2013 CSV file or '{SYNTHETIC}'. Received: {data!r} (no such file)"
+            f"--data must be a FER2013 CSV file, a folder of class folders of images or "
+            f"'{SYNTHETIC}'. Received: {data!r} (no such file or folder)"
         )
     x, y, usage = load_fer2013_usage(path)
     if usage is not None and {"Training", "PublicTest", "PrivateTest"} <= set(np.unique(usage)):
@@ -226,21 +407,16 @@ def load_splits(data: str, samples: int = 7000, seed: int = 0):
             val=(x[pick["PublicTest"]], y[pick["PublicTest"]]),
             test=(x[pick["PrivateTest"]], y[pick["PrivateTest"]]),
             evidence=None,
+            class_names=EMOTIONS,
             source=f"{path.name} (Training / PublicTest / PrivateTest)",
         )
-    stratify = y if np.bincount(y).min() >= 3 else None
-    x_tr, x_rest, y_tr, y_rest = train_test_split(
-        x, y, test_size=0.2, random_state=seed, stratify=stratify
-    )
-    stratify = y_rest if stratify is not None and np.bincount(y_rest).min() >= 2 else None
-    x_va, x_te, y_va, y_te = train_test_split(
-        x_rest, y_rest, test_size=0.5, random_state=seed, stratify=stratify
-    )
+    train, val, test = _random_split(x, y, seed)
     return dict(
-        train=(x_tr, y_tr),
-        val=(x_va, y_va),
-        test=(x_te, y_te),
+        train=train,
+        val=val,
+        test=test,
         evidence=None,
+        class_names=EMOTIONS,
         source=f"{path.name} (random 80/10/10 split)",
     )
 
@@ -254,7 +430,11 @@ def _fit(args, splits, checkpoint: Path, callbacks=()):
 
     keras.utils.set_random_seed(args.seed)
     x_tr, _ = splits["train"]
-    model = fer_cnn(input_shape=tuple(int(d) for d in x_tr.shape[1:]), width=args.width)
+    model = fer_cnn(
+        num_classes=len(splits["class_names"]),
+        input_shape=tuple(int(d) for d in x_tr.shape[1:]),
+        width=args.width,
+    )
     history = train(
         model,
         *splits["train"],
@@ -270,8 +450,12 @@ def _fit(args, splits, checkpoint: Path, callbacks=()):
     return model, history
 
 
-def summarize(model, x, y) -> dict:
-    """Held-out accuracy per class, as a JSON-ready dict with a text table."""
+def summarize(model, x, y, class_names=None) -> dict:
+    """Held-out accuracy per class, as a JSON-ready dict with a text table.
+
+    `class_names` name the classes (None: the emotions for a 7-class model,
+    else the class numbers).
+    """
     import numpy as np
 
     from keras_fer_viz.data import EMOTIONS
@@ -280,7 +464,10 @@ def summarize(model, x, y) -> dict:
     per_class = per_class_accuracy(model, x, y)
     counts = np.bincount(y, minlength=model.output_shape[-1])
     overall = float(np.nansum(per_class * counts) / counts.sum())
-    names = EMOTIONS if len(counts) == len(EMOTIONS) else [str(i) for i in range(len(counts))]
+    if class_names is not None:
+        names = [str(c) for c in class_names]
+    else:
+        names = EMOTIONS if len(counts) == len(EMOTIONS) else [str(i) for i in range(len(counts))]
     return dict(
         overall_accuracy=overall,
         per_class={
@@ -294,24 +481,32 @@ def summarize(model, x, y) -> dict:
 def _train_command(args) -> None:
     if args.out.suffix != ".keras":
         raise ValueError(f"--out must end in '.keras'. Received: {str(args.out)!r}")
-    splits = load_splits(args.data, samples=args.samples, seed=args.seed)
+    splits = load_splits(
+        args.data, samples=args.samples, seed=args.seed, image_size=args.image_size
+    )
     print(
         f"Training on {splits['source']}: {len(splits['train'][1])} train, "
         f"{len(splits['val'][1])} validation, {len(splits['test'][1])} held-out images."
     )
     model, _ = _fit(args, splits, checkpoint=args.out)
-    summary = summarize(model, *splits["test"])
+    summary = summarize(model, *splits["test"], splits["class_names"])
     print(f"\nBest model saved to {args.out}\nHeld-out accuracy per class:\n{summary['table']}")
 
 
 def load_model(path: Path, allow_unsafe: bool = False):
-    """Loads a .keras model in Keras' safe mode, with a clear refusal when it needs more."""
+    """Loads a .keras or .h5 model for explaining, with a clear refusal when it needs more.
+
+    The model is loaded in Keras' safe mode and without compiling it:
+    explaining never needs the optimizer, and a Keras 2 .h5 file's optimizer
+    config (``lr``, ``decay``) does not load in Keras 3.
+    """
     import keras
 
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--model: no such file: {str(path)!r}")
     try:
-        return keras.saving.load_model(path, safe_mode=not allow_unsafe)
+        return keras.saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
     except ValueError as err:
         if "safe_mode" in str(err) or "unsafe" in str(err).lower():
             raise ValueError(
@@ -341,21 +536,30 @@ def _report_command(args) -> None:
             )
     model = load_model(args.model, args.allow_unsafe)
     keras.utils.set_random_seed(args.seed)
-    splits = load_splits(args.data, samples=args.samples, seed=args.seed)
+    splits = load_splits(
+        args.data, samples=args.samples, seed=args.seed, image_size=args.image_size
+    )
+    x, y = splits["test"]
     result = write_report(
         model,
-        *splits["test"],
+        x,
+        y,
         args.out,
         spec,
         history=history,
         train_data=splits["train"],
+        class_names=splits["class_names"],
         evidence=splits["evidence"],
+        input_range=tuple(args.input_range),
+        source=splits["source"],
         verbose=0 if args.quiet else "auto",
     )
     _print_report(result)
 
 
 def _print_report(result) -> None:
+    if result.adapted:
+        print(f"\nImages adapted to the model's input: {', '.join(result.adapted)}.")
     print(f"\nWrote {len(result.figures)} figures and {result.index}.")
     for name, why in result.skipped.items():
         print(f"  skipped {name}: {why}")
@@ -383,7 +587,7 @@ def _demo_command(args) -> None:
         GradCAMCallback(probes, probe_labels, out_dir=out / "epochs"),
     ]
     model, history = _fit(args, splits, checkpoint=out / "model.keras", callbacks=watch)
-    summary = summarize(model, *splits["test"])
+    summary = summarize(model, *splits["test"], splits["class_names"])
     summary["epochs_run"] = len(history.history["loss"])
     summary["train_seconds"] = round(time.perf_counter() - start, 1)
     _io.write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -406,6 +610,7 @@ def _demo_command(args) -> None:
         title="keras-fer-viz demo: the reference CNN on synthetic faces",
         epoch_maps={callback.name: callback.epoch_maps() for callback in watch},
         evidence=splits["evidence"],
+        source=splits["source"],
         verbose=0 if args.quiet else "auto",
     )
     _print_report(result)

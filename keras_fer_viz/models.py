@@ -23,7 +23,8 @@ def fer_cnn(num_classes: int = 7, input_shape=(48, 48, 1), width: float = 1.0) -
 
     The stack of the study (report A), with readable layer names:
     ``rescale`` (pixels / 255), ``standardize`` (each image to zero mean and
-    unit variance: lighting and contrast carry no expression), the
+    unit variance over all its pixels and channels, a one-group
+    `GroupNormalization`: lighting and contrast carry no expression), the
     training-only augmentation layers
     ``augment_flip`` (horizontal), ``augment_rotate`` (+-5 degrees),
     ``augment_zoom`` (+-5%) and ``augment_shift`` (+-5%), then for
@@ -39,6 +40,9 @@ def fer_cnn(num_classes: int = 7, input_shape=(48, 48, 1), width: float = 1.0) -
     upsample, and features at the border of the face are not cropped away.
 
     The model is returned uncompiled; `keras_fer_viz.train` compiles it.
+    It is made of built-in Keras layers only, so it loads without this
+    package, and it gives the same predictions after a round trip through
+    a ``.keras`` or a legacy ``.h5`` file.
 
     Args:
         num_classes: number of classes. Defaults to `7`.
@@ -76,9 +80,15 @@ def fer_cnn(num_classes: int = 7, input_shape=(48, 48, 1), width: float = 1.0) -
     inputs = keras.Input(shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     # Per-image standardisation: lighting and contrast vary from face to face
-    # and say nothing about the expression.
-    x = layers.LayerNormalization(
-        axis=(1, 2, 3), center=False, scale=False, epsilon=1e-3, name="standardize"
+    # and say nothing about the expression. GroupNormalization with one group
+    # normalises each image over all its pixels and channels, as
+    # LayerNormalization(axis=(1, 2, 3)) does, but its config survives the
+    # legacy .h5 format: Keras' .h5 loader drops a list-valued `axis` of more
+    # than one entry (keras/src/legacy/saving/saving_utils.py), so that layer
+    # came back normalising over the channel alone, which turned every
+    # grayscale image into zeros and every prediction into the same one.
+    x = layers.GroupNormalization(
+        groups=1, axis=-1, center=False, scale=False, epsilon=1e-3, name="standardize"
     )(x)
     # Augmentation layers are identities outside training. They are mild:
     # a brow's tilt is an expression cue that a large rotation would blur,

@@ -5,7 +5,10 @@
 `keras_fer_viz.figures`; `write_report` does so for every entry, writes each
 PNG atomically into the output folder, goes on when a figure fails (and
 says why in the index), and writes ``index.html`` with the captions, the
-model's summary and its accuracy per class. The figure tests call the same
+model's summary and its accuracy per class. Images are fitted to the
+model's input first (`keras_fer_viz.data.adapt_images`: size, channels,
+value range), and the index says what was done. Any number of classes
+works; the class names label every figure. The figure tests call the same
 `render_figure` on the same spec.
 """
 
@@ -21,6 +24,7 @@ import keras
 import numpy as np
 
 from keras_fer_viz import _io, figures
+from keras_fer_viz.data.adapt import PIXEL_RANGE, adapt_images, adapt_masks, describe_range
 from keras_fer_viz.data.fer2013 import EMOTIONS
 from keras_fer_viz.spec import TRUST_METHODS, FigureSpec, load_spec
 
@@ -86,25 +90,52 @@ class ReportResult:
     figures: dict  # id -> Path of the PNG
     failed: dict  # id -> message
     skipped: dict  # id -> reason
+    #: what was done to fit the images to the model (`adapt_images`' steps)
+    adapted: list = field(default_factory=list)
+
+
+def class_index(name, class_names) -> int:
+    """The label of class `name`: its position in `class_names`, matched exactly, else
+    ignoring case (an image folder's ``angry/`` is the spec's "Angry").
+
+    Raises:
+        ValueError: if no class has that name.
+    """
+    names = [str(c) for c in class_names]
+    if name in names:
+        return names.index(name)
+    folded = [n.casefold() for n in names]
+    if str(name).casefold() in folded:
+        return folded.index(str(name).casefold())
+    raise ValueError(f"Expected a class name, one of {names}. Received: {name!r}")
 
 
 def pick_faces(y, classes="all", images_per_class=1, seed=0, class_names=EMOTIONS) -> np.ndarray:
     """Indices of `images_per_class` images of each class, in class order, seeded.
 
+    Args:
+        y: integer labels (N,).
+        classes: "all", or class names (matched as in `class_index`) and
+            labels. Defaults to `"all"`.
+        images_per_class: images picked per class. Defaults to `1`.
+        seed: the random seed. Defaults to `0`.
+        class_names: the names of the classes, any number. Defaults to
+            `EMOTIONS`.
+
     A class without images is left out.
 
     Raises:
-        ValueError: if no class has images.
+        ValueError: if no class has images, or a class name is unknown.
     """
     y = np.asarray(y)
     wanted = (
         range(len(class_names))
         if classes == "all"
-        else [class_names.index(c) if isinstance(c, str) else int(c) for c in classes]
+        else [class_index(c, class_names) if isinstance(c, str) else int(c) for c in classes]
     )
     rng = np.random.default_rng(seed)
     chosen = []
-    for c in wanted:
+    for c in wanted:  # a few classes: the loop is over classes, not images
         members = np.flatnonzero(y == c)
         if len(members):
             take = min(images_per_class, len(members))
@@ -140,6 +171,30 @@ def _face_index(entry, ctx):
         entry.get("seed", 0),
         ctx.class_names,
     )
+
+
+def _face_of_class(entry, ctx, default=None):
+    """One image of the entry's ``face_class`` (or `default`), with its class name.
+
+    When the data have no such class (an image folder of other classes) or
+    no image of it, the first class with images stands in.
+
+    Returns:
+        ``(index, name, wanted)``: the image's index in ``ctx.x``, its class
+        name, and the class asked for when another stood in (else None).
+    """
+    wanted = entry.get("face_class", default)
+    seed = entry.get("seed", 0)
+    if wanted is not None:
+        try:
+            label = class_index(wanted, ctx.class_names)
+        except ValueError:
+            label = None
+        if label is not None and np.any(ctx.y == label):
+            index = pick_faces(ctx.y, [label], 1, seed, ctx.class_names)[0]
+            return index, ctx.class_names[label], None
+    index = pick_faces(ctx.y, "all", 1, seed, ctx.class_names)[0]
+    return index, ctx.class_names[int(ctx.y[index])], wanted
 
 
 def _faces(entry, ctx):
@@ -296,15 +351,15 @@ def render_figure(entry: FigureSpec, ctx: ReportContext):
             from keras_fer_viz.layers import last_conv_layer
 
             layer = last_conv_layer(model)
-        name = entry.get("face_class", ctx.class_names[0])
-        index = pick_faces(ctx.y, [name], 1, entry.get("seed", 0), ctx.class_names)[0]
+        index, name, wanted = _face_of_class(entry, ctx)
         maps = filters.feature_maps(model, layer, ctx.x[index : index + 1])[0]
+        note = "" if wanted is None else f"; no {wanted!r} image in these data: a {name!r} one"
         return figures.feature_map_grid(
             maps,
             image=ctx.x[index],
             top=entry.get("top", 8),
             label=name,
-            title=f"{entry.title} ({layer.name})",
+            title=f"{entry.title} ({layer.name}{note})",
         )
     if method == "confusion_matrix":
         predicted = ctx.probabilities().argmax(axis=1)
@@ -402,10 +457,9 @@ def _trust_figure(entry, ctx):
         )
         return figures.trust_curves(deletion, insertion, title=entry.title)
     if entry.method == "randomization":
-        face = entry.get("face_class")
-        if face is not None:  # the face shown goes first
-            first = pick_faces(ctx.y, [face], 1, entry.get("seed", 0), ctx.class_names)
-            index = np.concatenate([first, index[index != first[0]]])
+        if entry.get("face_class") is not None:  # the face shown goes first
+            first, _, _ = _face_of_class(entry, ctx)
+            index = np.concatenate([[first], index[index != first]])
             x, y = ctx.x[index], ctx.y[index]
         results = {}
         for name in methods:
@@ -533,6 +587,8 @@ def write_report(
     cam_model=None,
     evidence=None,
     title="keras-fer-viz report",
+    input_range=PIXEL_RANGE,
+    source=None,
     verbose="auto",
 ) -> ReportResult:
     """Renders every entry of a figure spec into `out_dir`, with an index.html.
@@ -541,33 +597,58 @@ def write_report(
     fails is reported (in the return value, on stderr and in the index) and
     the others go on. Nothing is written outside `out_dir`.
 
+    The images are first fitted to the model's input with
+    `keras_fer_viz.data.adapt_images` (resized to its height and width,
+    gray <-> RGB, 0-255 pixels scaled to `input_range`); the index says
+    what was done. Images that already fit, with the default range, are
+    used as they are.
+
     Args:
         model: the classifier to explain.
-        x: held-out images, as the model takes them.
+        x: held-out images (N, H, W, C), pixels in [0, 255], at any size.
         y: their integer labels.
         out_dir: the folder to write (created if needed).
         spec: a spec file, a list of `FigureSpec`, or None for the packaged
             spec/figures.toml. Defaults to `None`.
         history: a Keras History or its dict, for the training curves.
             Defaults to `None`.
-        train_data: ``(x, y)`` to train the CAM head on; None uses the
-            held-out data. Defaults to `None`.
-        class_names: names of the classes. Defaults to `EMOTIONS`.
+        train_data: ``(x, y)`` to train the CAM head on (adapted as `x`);
+            None uses the held-out data. Defaults to `None`.
+        class_names: names of the classes, one per model output, in label
+            order (any number). Defaults to `EMOTIONS`.
         epoch_maps: per-epoch maps of the training callbacks,
             ``{name: callback.epoch_maps()}``. Defaults to `None`.
         cam_model: a ready GAP-head model for CAM entries. Defaults to `None`.
         evidence: (N, H, W) ground-truth masks of `x` (synthetic faces), for
             the "evidence" entries and the trust ranking. Defaults to `None`.
         title: the page title. Defaults to `"keras-fer-viz report"`.
+        input_range: (low, high), the values the model takes for black and
+            white pixels, e.g. (-1, 1). Defaults to `(0, 255)` (raw pixels,
+            as `fer_cnn` takes them).
+        source: where the images come from, for the index (e.g.
+            "fer2013.csv (PrivateTest rows)"). Defaults to `None`.
         verbose: "auto"/1 for a progress bar over figures, 0 for none.
             Defaults to `"auto"`.
 
     Returns:
         A `ReportResult`.
+
+    Raises:
+        ValueError: if the model's number of outputs is not the number of
+            classes, or the images or labels do not fit it; nothing is
+            written then.
     """
     from keras_fer_viz.training import check_data
 
+    class_names = tuple(str(c) for c in class_names)
+    _check_classes(model, class_names)
+    x, steps = adapt_images(x, model.input_shape, input_range)
     x, y = check_data(model, x, y)
+    if train_data is not None:
+        train_x, train_y = train_data
+        train_data = (adapt_images(train_x, model.input_shape, input_range)[0], train_y)
+    if evidence is not None:
+        evidence = adapt_masks(evidence, model.input_shape)
     entries = spec if isinstance(spec, list) else load_spec(spec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -575,12 +656,12 @@ def write_report(
         model,
         x,
         y,
-        tuple(class_names),
+        class_names,
         getattr(history, "history", history),
         train_data,
         cam_model,
         dict(epoch_maps or {}),
-        None if evidence is None else np.asarray(evidence, dtype=bool),
+        evidence,
     )
     verbose = 1 if verbose == "auto" else int(verbose)
     bar = keras.utils.Progbar(len(entries), unit_name="figure") if verbose else None
@@ -600,11 +681,47 @@ def write_report(
         if bar is not None:
             bar.update(k + 1)
     index = out_dir / "index.html"
-    _io.write_text(index, _index_html(title, entries, written, failed, skipped, ctx))
-    return ReportResult(out_dir, index, written, failed, skipped)
+    data = _data_html(ctx, steps, input_range, source)
+    _io.write_text(index, _index_html(title, entries, written, failed, skipped, ctx, data))
+    return ReportResult(out_dir, index, written, failed, skipped, steps)
 
 
-def _index_html(title, entries, written, failed, skipped, ctx) -> str:
+def _check_classes(model, class_names) -> None:
+    shape = model.output_shape
+    if not (isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[-1], int)):
+        return  # several outputs: the explainers' `output=` picks one
+    if shape[-1] != len(class_names):
+        raise ValueError(
+            f"Model {model.name!r} has {shape[-1]} outputs, but {len(class_names)} class "
+            f"names were given: {list(class_names)}. Expected one class per output, in the "
+            "order of the labels the model was trained with. Explain the model with data of "
+            "its classes (for an image folder: one sub-folder per class)."
+        )
+
+
+def _data_html(ctx, steps, input_range, source) -> list[str]:
+    """The index's "Data" section: where the images come from and what was done to them."""
+    e = html.escape
+    shape = ", ".join("None" if d is None else str(d) for d in ctx.model.input_shape)
+    origin = f" from {e(source)}" if source else ""
+    lines = [
+        "<h2>Data</h2>",
+        f"<p>{len(ctx.y)} held-out images{origin}; {len(ctx.class_names)} classes: "
+        f"{e(', '.join(ctx.class_names))}.</p>",
+    ]
+    if steps:
+        lines.append(
+            f"<p>Images adapted to the model's input ({e(shape)}): {e(', '.join(steps))}.</p>"
+        )
+    else:
+        lines.append(
+            f"<p>Images fed to the model as given: they fit its input ({e(shape)}), "
+            f"values {e(describe_range(input_range))}.</p>"
+        )
+    return lines
+
+
+def _index_html(title, entries, written, failed, skipped, ctx, data=()) -> str:
     e = html.escape
     rows, overall = _accuracy_rows(ctx)
     table = "\n".join(
@@ -621,6 +738,7 @@ def _index_html(title, entries, written, failed, skipped, ctx) -> str:
         "overflow-x:auto}.failed{color:#a00}</style></head><body>",
         f"<h1>{e(title)}</h1>",
         f"<p>Model <code>{e(ctx.model.name)}</code>, {len(ctx.y)} held-out images.</p>",
+        *data,
         "<h2>Accuracy per class</h2>",
         "<table><tr><th>class</th><th>n</th><th>accuracy</th></tr>",
         table,

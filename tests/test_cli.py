@@ -1,14 +1,19 @@
 """Tests of the keras-fer-viz command: help, train, demo and bad input."""
 
+import html
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
-from keras_fer_viz.cli import load_splits, main
+from keras_fer_viz.cli import load_model, load_splits, main
 from keras_fer_viz.data.fer2013 import EMOTIONS
 from keras_fer_viz.data.synthetic import synthetic_faces
 from keras_fer_viz.spec import load_spec
@@ -33,11 +38,13 @@ def test_help(command, capsys):
     out = capsys.readouterr().out
     assert "usage: keras-fer-viz" in out
     if command == ["train"]:
-        assert "--data PATH|synthetic" in out and "--out MODEL.keras" in out
+        assert "--data PATH|DIR|synthetic" in out and "--out MODEL.keras" in out
+        assert "--image-size HEIGHT WIDTH" in out
     if command == ["demo"]:
         assert "--out DIR" in out
     if command == ["report"]:
-        assert "--model MODEL.keras" in out and "--allow-unsafe" in out
+        assert "--model MODEL" in out and "--allow-unsafe" in out
+        assert "--input-range LOW HIGH" in out and "--image-size HEIGHT WIDTH" in out
 
 
 def test_console_script_help_is_fast_and_works():
@@ -142,3 +149,360 @@ def test_bad_numbers_are_argparse_errors(value, capsys):
         main(["demo", "--epochs", value])
     assert exit_.value.code == 2
     assert f"expected a positive integer, received '{value}'" in capsys.readouterr().err
+
+
+# --- Any model, any data, any image size --------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+KERAS2_H5 = FIXTURES / "keras2_cnn.h5"  # made by tests/fixtures/make_keras2_h5.py
+NOISE = re.compile(r"cuda|cuinit|cudnn|cufft|cublas|tensorrt", re.IGNORECASE)
+
+# A few quick entries: saliency, a conv layer's outputs for the spec's "Angry"
+# face (a stand-in class on other data), the confusion matrix, Grad-CAM, CAM
+# (a GAP head trained on the adapted training split), LIME, class images, and
+# randomisation with the spec's "Happy" face.
+SMALL_SPEC = """
+[[figure]]
+id = "saliency"
+title = "Saliency"
+question = "Q1"
+method = "saliency"
+file = "saliency.png"
+
+[[figure]]
+id = "feature_maps"
+title = "Outputs of a conv layer for an angry face"
+question = "Q2"
+method = "feature_maps"
+file = "feature_maps.png"
+[figure.parameters]
+conv_layer = 2
+face_class = "Angry"
+top = 4
+
+[[figure]]
+id = "class_images"
+title = "Class images"
+question = "Q2"
+method = "class_images"
+file = "class_images.png"
+[figure.parameters]
+steps = 3
+
+[[figure]]
+id = "confusion"
+title = "Confusion matrix"
+question = "Q3"
+method = "confusion_matrix"
+file = "confusion.png"
+
+[[figure]]
+id = "lime"
+title = "LIME"
+question = "Q3"
+method = "lime"
+file = "lime.png"
+[figure.parameters]
+samples = 60
+num_features = 3
+
+[[figure]]
+id = "grad_cam"
+title = "Grad-CAM"
+question = "Q4"
+method = "grad_cam"
+file = "grad_cam.png"
+
+[[figure]]
+id = "cam"
+title = "CAM"
+question = "Q4"
+method = "cam"
+file = "cam.png"
+[figure.parameters]
+epochs = 1
+
+[[figure]]
+id = "randomization"
+title = "Randomisation"
+question = "trust"
+method = "randomization"
+file = "randomization.png"
+[figure.parameters]
+methods = ["saliency"]
+face_class = "Happy"
+"""
+
+
+def write_spec(tmp_path, text=SMALL_SPEC):
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+def write_image_folder(root, images, labels, class_names):
+    """root/<class name>/<i>.png for each image (PNG: lossless)."""
+    for name in class_names:
+        (root / name).mkdir(parents=True, exist_ok=True)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        pixels = image[..., 0] if image.shape[-1] == 1 else image
+        Image.fromarray(pixels).save(root / class_names[label] / f"{i:04d}.png")
+
+
+def coloured_images(n, size, seed, classes=3):
+    """RGB images whose dominant colour is their class: a learnable toy task."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    images = rng.integers(0, 90, (n, *size, 3))
+    images[np.arange(n), :, :, labels % 3] += 160
+    return images.astype(np.uint8), labels
+
+
+def pil_adapt(images, size, scale=None):
+    """An independent adaptation: Pillow's bilinear resize, then an affine scaling."""
+    out = []
+    for image in images:
+        channels = [
+            np.asarray(
+                Image.fromarray(image[..., c].astype(np.float32), "F").resize(
+                    (size[1], size[0]), Image.Resampling.BILINEAR
+                )
+            )
+            for c in range(image.shape[-1])
+        ]
+        out.append(np.stack(channels, axis=-1))
+    out = np.stack(out)
+    return out if scale is None else out * scale[0] + scale[1]
+
+
+def index_accuracy(page):
+    return float(re.search(r"<tr><th>overall</th><th>\d+</th><th>([\d.]+)</th>", page).group(1))
+
+
+def test_input_range_and_image_size_parse(tmp_path):
+    from keras_fer_viz.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["report", "--model", "m.h5", "--data", "d", "--out", "o", "--input-range", "-1", "1"]
+    )
+    assert args.input_range == [-1.0, 1.0] and args.image_size is None
+    args = build_parser().parse_args(
+        ["report", "--model", "m", "--data", "d", "--out", "o", "--image-size", "40", "30"]
+    )
+    assert args.input_range == (0.0, 255.0) and args.image_size == [40, 30]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--input-range", "0", "x"], "expected a number, received 'x'"),
+        (["--input-range", "0", "inf"], "expected a finite number, received 'inf'"),
+        (["--image-size", "0", "4"], "expected a positive integer, received '0'"),
+    ],
+)
+def test_bad_input_range_or_image_size_are_argparse_errors(extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--model", "m", "--data", "d", "--out", "o", *extra])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_load_model_reads_a_keras2_h5_file_without_its_optimizer():
+    # Compiled loading fails on this file in Keras 3 ("Argument(s) not
+    # recognized: {'lr': ...}"); explaining needs no optimizer.
+    model = load_model(KERAS2_H5)
+    assert model.name == "keras2_cnn" and getattr(model, "optimizer", None) is None
+    with np.load(FIXTURES / "keras2_cnn_expected.npz") as expected:
+        # tf_keras's own probabilities for these faces, stored when the file was made.
+        got = model.predict(expected["images"], verbose=0)
+        np.testing.assert_allclose(got, expected["probabilities"], atol=1e-5)
+
+
+def test_report_on_a_keras2_h5_model_with_an_input_range(tmp_path, capsys):
+    out = tmp_path / "out"
+    spec = write_spec(tmp_path, SMALL_SPEC.split('[[figure]]\nid = "class_images"')[0])
+    argv = ["report", "--model", str(KERAS2_H5), "--data", "synthetic", "--samples", "70"]
+    code = main([*argv, "--out", str(out), "--spec", str(spec), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    page = html.unescape((out / "index.html").read_text())
+    assert "Images fed to the model as given" in page and "values [0, 255]" in page
+    assert sorted(re.findall(r'<img src="([^"]+)"', page)) == ["feature_maps.png", "saliency.png"]
+    # The same model told it takes [-1, 1]: the index says so.
+    code = main([*argv, "--out", str(tmp_path / "o2"), "--spec", str(spec), "--quiet",
+                 "--input-range", "-1", "1"])  # fmt: skip
+    assert code == 0
+    page = html.unescape((tmp_path / "o2" / "index.html").read_text())
+    expected = (
+        "Images adapted to the model's input (None, 48, 48, 1): scaled 0-255 pixels to [-1, 1]."
+    )
+    assert expected in page
+    assert "scaled 0-255 pixels to [-1, 1]" in capsys.readouterr().out
+
+
+def test_report_refuses_a_model_whose_outputs_are_not_the_classes(tmp_path, capsys):
+    images, labels = coloured_images(30, (16, 16), seed=0)
+    write_image_folder(tmp_path / "data", images, labels, ["cat", "dog", "owl"])
+    out = tmp_path / "out"
+    code = main(
+        ["report", "--model", str(KERAS2_H5), "--data", str(tmp_path / "data"),
+         "--out", str(out), "--quiet"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "has 7 outputs, but 3 class names were given: ['cat', 'dog', 'owl']" in err
+    assert "one sub-folder per class" in err and not out.exists()
+
+
+def test_report_refuses_a_bad_input_range_before_writing(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(
+        ["report", "--model", str(KERAS2_H5), "--data", "synthetic", "--samples", "70",
+         "--out", str(out), "--input-range", "1", "0", "--quiet"]
+    )  # fmt: skip
+    assert code == 2 and "finite low < high" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_load_splits_reads_an_image_folder(tmp_path):
+    images, labels = coloured_images(40, (12, 12), seed=1, classes=4)
+    names = ["b_dog", "a_cat", "d_owl", "c_eel"]
+    write_image_folder(tmp_path / "data", images, labels, names)
+    splits = load_splits(str(tmp_path / "data"))
+    assert splits["class_names"] == ("a_cat", "b_dog", "c_eel", "d_owl")
+    assert [len(splits[k][1]) for k in ("train", "val", "test")] == [32, 4, 4]
+    assert "image folder, 4 classes" in splits["source"] and splits["evidence"] is None
+    # Labels follow the sorted folder names: each image's label names the folder it was in.
+    written = {img.tobytes(): names[lab] for img, lab in zip(images, labels, strict=True)}
+    for k in ("train", "val", "test"):
+        x, y = splits[k]
+        assert x.shape[1:] == (12, 12, 3)
+        assert [written[img.tobytes()] for img in x] == [splits["class_names"][i] for i in y]
+
+
+def test_load_splits_of_many_classes_with_few_images(tmp_path):
+    # 10 classes of 3 images: too few to stratify a 10% split; a plain random one.
+    images, labels = coloured_images(30, (8, 8), seed=6, classes=10)
+    write_image_folder(tmp_path / "data", images, labels, [f"c{i}" for i in range(10)])
+    splits = load_splits(str(tmp_path / "data"))
+    assert len(splits["class_names"]) == 10
+    assert [len(splits[k][1]) for k in ("train", "val", "test")] == [24, 3, 3]
+
+
+def test_load_splits_takes_train_and_test_folders(tmp_path, capsys):
+    data = tmp_path / "data"
+    images, labels = coloured_images(60, (10, 10), seed=2)
+    write_image_folder(data / "train", images[:50], labels[:50], ["x", "y", "z"])
+    write_image_folder(data / "test", images[50:], labels[50:], ["x", "y", "z"])
+    splits = load_splits(str(data))
+    assert [len(splits[k][1]) for k in ("train", "val", "test")] == [45, 5, 10]
+    np.testing.assert_array_equal(np.sort(splits["test"][1]), np.sort(labels[50:]))
+    assert "train/, test/ folders; missing splits carved" in splits["source"]
+    (data / "test" / "w").mkdir()
+    Image.fromarray(images[0]).save(data / "test" / "w" / "0.png")
+    with pytest.raises(ValueError, match=r"class folders \['w'\] that .*train lacks"):
+        load_splits(str(data))
+
+
+def test_train_on_an_image_folder(tmp_path, capsys):
+    images, labels = coloured_images(45, (16, 16), seed=3)
+    write_image_folder(tmp_path / "data", images, labels, ["red", "green", "blue"])
+    out = tmp_path / "m.keras"
+    code = main(["train", "--data", str(tmp_path / "data"), "--out", str(out), *TINY])
+    assert code == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "36 train, 4 validation, 5 held-out" in text
+    assert all(name in text for name in ("red", "green", "blue"))
+    assert keras.saving.load_model(out).output_shape == (None, 3)
+
+
+def test_the_command_prints_no_cuda_lines(tmp_path):
+    # The environment of a user: no TF_CPP_MIN_LOG_LEVEL of their own.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    spec = write_spec(tmp_path, SMALL_SPEC.split('[[figure]]\nid = "feature_maps"')[0])
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_fer_viz.cli", "report", "--model", str(KERAS2_H5),
+         "--data", "synthetic", "--samples", "70", "--spec", str(spec),
+         "--out", str(tmp_path / "out"), "--quiet"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Wrote 1 figures" in proc.stdout
+    assert not [line for line in proc.stderr.splitlines() if NOISE.search(line)], proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.end_to_end
+def test_report_for_a_64x64_gray_h5_model_from_a_fer2013_csv(tmp_path, capsys):
+    from keras_fer_viz.models import fer_cnn
+
+    faces = synthetic_faces(56, seed=7)
+    usages = np.array(["Training"] * 35 + ["PublicTest"] * 7 + ["PrivateTest"] * 14)
+    csv = tmp_path / "fer2013.csv"
+    write_fer_csv(csv, faces.images, faces.labels, usages)
+    keras.utils.set_random_seed(0)
+    model = fer_cnn(input_shape=(64, 64, 1), width=0.125)
+    path = tmp_path / "fer64.h5"
+    model.save(path)
+    out = tmp_path / "out"
+    code = main(
+        ["report", "--model", str(path), "--data", str(csv), "--out", str(out),
+         "--spec", str(write_spec(tmp_path)), "--quiet"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    page = html.unescape((out / "index.html").read_text())
+    assert "14 held-out images from fer2013.csv (Training / PublicTest / PrivateTest)" in page
+    expected = "Images adapted to the model's input (None, 64, 64, 1): resized 48x48 -> 64x64."
+    assert expected in page
+    named = re.findall(r'<img src="([^"]+)"', page)
+    assert len(named) == 8 and "This figure failed" not in page
+    for name in named:
+        assert (out / name).is_file()
+    # The accuracy in the index is the model's on the PrivateTest rows resized by Pillow.
+    probs = model.predict(pil_adapt(faces.images[42:], (64, 64)), verbose=0)
+    assert index_accuracy(page) == pytest.approx(
+        (probs.argmax(1) == faces.labels[42:]).mean(), abs=1e-3
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.end_to_end
+def test_report_for_an_rgb_model_from_an_image_folder(tmp_path, capsys):
+    names = ["daisy", "rose", "tulip"]
+    train_x, train_y = coloured_images(48, (32, 32), seed=4)
+    test_x, test_y = coloured_images(12, (32, 32), seed=5)
+    write_image_folder(tmp_path / "flowers" / "train", train_x, train_y, names)
+    write_image_folder(tmp_path / "flowers" / "test", test_x, test_y, names)
+    # A small Functional CNN of another size that takes values in [-1, 1].
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((40, 40, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x), name="flowers")
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    model.fit(pil_adapt(train_x, (40, 40), (1 / 127.5, -1.0)), train_y, epochs=30, verbose=0)
+    path = tmp_path / "flowers.keras"
+    model.save(path)
+    out = tmp_path / "out"
+    code = main(
+        ["report", "--model", str(path), "--data", str(tmp_path / "flowers"), "--out", str(out),
+         "--spec", str(write_spec(tmp_path)), "--input-range", "-1", "1", "--quiet"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    page = html.unescape((out / "index.html").read_text())
+    assert "12 held-out images from flowers/ (image folder, 3 classes" in page
+    assert "3 classes: daisy, rose, tulip." in page
+    assert (
+        "Images adapted to the model's input (None, 40, 40, 3): resized 32x32 -> 40x40, "
+        "scaled 0-255 pixels to [-1, 1]." in page
+    )
+    for name in names:
+        assert f"<tr><td>{name}</td><td>4</td>" in page
+    named = re.findall(r'<img src="([^"]+)"', page)
+    assert len(named) == 8 and "This figure failed" not in page
+    assert "Outputs of a conv layer for an angry face" in page
+    # The accuracy in the index is the model's on the test folder's images resized by
+    # Pillow and scaled to [-1, 1]: high, as on the images it was trained with.
+    probs = model.predict(pil_adapt(test_x, (40, 40), (1 / 127.5, -1.0)), verbose=0)
+    assert index_accuracy(page) == pytest.approx((probs.argmax(1) == test_y).mean(), abs=1e-3)
+    assert index_accuracy(page) >= 0.9

@@ -84,3 +84,50 @@ def test_preprocessing_is_inside_and_augmentation_only_in_training(model):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fer_cnn(**kwargs)
+
+
+def test_standardize_is_per_image_standardisation(model):
+    """Each image to zero mean and unit variance over all its pixels (numpy oracle)."""
+    layer = model.get_layer("standardize")
+    x = np.random.default_rng(1).normal(3.0, 2.0, (3, 48, 48, 1)).astype("float32")
+    x[1] *= 0.01  # a low-contrast image: epsilon matters
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    expected = (x - mean) / np.sqrt(x.var(axis=(1, 2, 3), keepdims=True) + 1e-3)
+    got = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    rgb = np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype("float32")
+    small = fer_cnn(input_shape=(16, 16, 3), width=0.125).get_layer("standardize")
+    mean = rgb.mean(axis=(1, 2, 3), keepdims=True)
+    expected = (rgb - mean) / np.sqrt(rgb.var(axis=(1, 2, 3), keepdims=True) + 1e-3)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(rgb)), expected, atol=2e-5)
+
+
+@pytest.fixture(scope="module")
+def trained_tiny():
+    """fer_cnn(width=0.125) after a few training steps: batch-norm statistics moved."""
+    from keras_fer_viz.data import synthetic_faces
+
+    keras.utils.set_random_seed(0)
+    faces = synthetic_faces(64, seed=4)
+    tiny = fer_cnn(width=0.125)
+    tiny.compile("adam", "sparse_categorical_crossentropy")
+    tiny.fit(faces.images, faces.labels, epochs=1, batch_size=16, verbose=0)
+    return tiny, faces.images[:16].astype("float32")
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_round_trip_keeps_the_predictions(trained_tiny, suffix, tmp_path):
+    # The legacy .h5 loader drops a list-valued `axis` (LayerNormalization over
+    # (1, 2, 3) came back over the channel alone: every image zeros, every
+    # prediction the same). The model must load as it was, in both formats.
+    tiny, x = trained_tiny
+    path = tmp_path / f"m{suffix}"
+    tiny.save(path)
+    loaded = keras.saving.load_model(path)
+    expected = keras.ops.convert_to_numpy(tiny(x, training=False))
+    got = keras.ops.convert_to_numpy(loaded(x, training=False))
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    assert np.ptp(got, axis=0).max() > 1e-3  # predictions still depend on the image
+    assert [la.name for la in loaded.layers] == [la.name for la in tiny.layers]
+    for original, back in zip(tiny.layers, loaded.layers, strict=True):
+        assert back.get_config() == original.get_config(), original.name

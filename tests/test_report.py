@@ -1,5 +1,6 @@
 """Tests of keras_fer_viz.report: every spec figure against its baseline, and the report."""
 
+import html
 import re
 from pathlib import Path
 
@@ -8,9 +9,17 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from conftest import FIXTURES, ROOT
+from PIL import Image
 
 from keras_fer_viz.cli import main
-from keras_fer_viz.report import SkipFigure, pick_faces, render_figure, write_report
+from keras_fer_viz.data import EMOTIONS
+from keras_fer_viz.report import (
+    SkipFigure,
+    class_index,
+    pick_faces,
+    render_figure,
+    write_report,
+)
 from keras_fer_viz.spec import FigureSpec, load_spec
 
 SPEC = load_spec(ROOT / "spec" / "figures.toml")
@@ -268,3 +277,121 @@ def test_baseline_images_are_small_pngs():
     for path in BASELINES.glob("*.png"):
         assert path.stat().st_size < 600_000, path
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- Any model, any classes ---------------------------------------------------------
+
+
+def test_pick_faces_takes_any_class_names_and_matches_case():
+    y = np.array([2, 0, 1, 1, 0])
+    names = ["angry", "cat", "Zebra crossing"]
+    assert y[pick_faces(y, ["Angry"], 1, 0, names)].tolist() == [0]  # spec's "Angry"
+    assert y[pick_faces(y, ["zebra CROSSING", "cat"], 2, 0, names)].tolist() == [2, 1, 1]
+    assert class_index("Zebra crossing", names) == 2
+    with pytest.raises(ValueError, match=r"one of \['angry', 'cat', 'Zebra crossing'\].*'dog'"):
+        pick_faces(y, ["dog"], 1, 0, names)
+
+
+def _titles(fig):
+    texts = [ax.get_title() for ax in fig.axes] + [fig.get_suptitle()]
+    texts += [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("k", [2, 5, 10])
+def test_every_figure_draws_with_k_classes_named_as_given(k):
+    from keras_fer_viz.models import fer_cnn
+    from keras_fer_viz.report import ReportContext
+
+    keras.utils.set_random_seed(k)
+    model = fer_cnn(num_classes=k, input_shape=(24, 24, 1), width=0.125)
+    names = tuple(f"kind {chr(97 + i)}" for i in range(k))
+    rng = np.random.default_rng(k)
+    y = np.arange(3 * k) % k
+    x = rng.integers(0, 256, (3 * k, 24, 24, 1)).astype(np.uint8)
+    ctx = ReportContext(model, x, y, class_names=names)
+    entries = [
+        FigureSpec("s", "Saliency", "Q1", "saliency", "s.png"),
+        FigureSpec("g", "Grad-CAM", "Q4", "grad_cam", "g.png"),
+        FigureSpec("l", "LIME", "Q3", "lime", "l.png", parameters={"samples": 30}),
+        FigureSpec("c", "Confusion", "Q3", "confusion_matrix", "c.png"),
+        FigureSpec("i", "Class images", "Q2", "class_images", "i.png", parameters={"steps": 2}),
+        FigureSpec(
+            "f", "Maps for an angry face", "Q2", "feature_maps", "f.png",
+            parameters={"conv_layer": 3, "face_class": "Angry", "top": 2},
+        ),
+    ]  # fmt: skip
+    for entry in entries:
+        text = _titles(render_figure(entry, ctx))
+        if entry.method == "feature_maps":
+            # No "Angry" class here: the first class's face stands in, and the title says so.
+            assert "no 'Angry' image in these data: a 'kind a' one" in text
+        else:
+            assert all(name in text for name in names), (entry.method, text)
+        assert "Angry" not in text.replace("'Angry'", "")  # no emotion name leaks in
+
+
+def test_feature_maps_find_the_face_class_in_any_case(report_faces):
+    from keras_fer_viz.models import fer_cnn
+    from keras_fer_viz.report import ReportContext
+
+    names = tuple(n.lower() for n in EMOTIONS)  # an image folder's angry/, happy/, ...
+    model = fer_cnn(width=0.125)
+    ctx = ReportContext(model, report_faces.images[:70], report_faces.labels[:70], names)
+    entry = next(e for e in SPEC if e.id == "q2_feature_maps")
+    fig = render_figure(entry, ctx)
+    assert fig.axes[0].get_title() == "angry" and "no 'Angry'" not in fig.get_suptitle()
+
+
+def test_report_adapts_the_images_to_the_model_and_says_so(tmp_path, report_faces):
+    from keras_fer_viz.models import fer_cnn
+
+    keras.utils.set_random_seed(0)
+    model = fer_cnn(input_shape=(64, 64, 3), width=0.125)
+    spec = [
+        FigureSpec("confusion", "Confusion", "Q3", "confusion_matrix", "c.png"),
+        FigureSpec(
+            "truth", "Truth", "trust", "evidence", "t.png", parameters={"methods": ["saliency"]}
+        ),
+    ]
+    result = write_report(
+        model,
+        report_faces.images[:70],
+        report_faces.labels[:70],
+        tmp_path,
+        spec,
+        evidence=report_faces.evidence[:70],  # 48x48 masks, resized with the faces
+        input_range=(0, 1),
+        source="synthetic faces",
+        verbose=0,
+    )
+    steps = [
+        "resized 48x48 -> 64x64",
+        "gray -> RGB (channel repeated)",
+        "scaled 0-255 pixels to [0, 1]",
+    ]
+    assert result.adapted == steps and sorted(result.figures) == ["confusion", "truth"]
+    page = html.unescape((tmp_path / "index.html").read_text())
+    assert "70 held-out images from synthetic faces; 7 classes: Angry, Disgust" in page
+    assert f"Images adapted to the model's input (None, 64, 64, 3): {', '.join(steps)}." in page
+    # The accuracy table is the model's on the faces resized by Pillow (bilinear).
+    resized = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(face[..., 0].astype(np.float32) / 255.0, "F").resize(
+                    (64, 64), Image.Resampling.BILINEAR
+                )
+            )
+            for face in report_faces.images[:70]
+        ]
+    )
+    predicted = model.predict(np.stack([resized] * 3, axis=-1), verbose=0).argmax(1)
+    overall = float((predicted == report_faces.labels[:70]).mean())
+    assert f"<tr><th>overall</th><th>70</th><th>{overall:.3f}</th></tr>" in page
+
+
+def test_report_refuses_class_names_that_do_not_match_the_outputs(tmp_path, fixture_model):
+    x = np.zeros((4, 48, 48, 1), np.uint8)
+    with pytest.raises(ValueError, match=r"has 7 outputs, but 3 class names.*\['a', 'b', 'c'\]"):
+        write_report(fixture_model, x, np.arange(4) % 3, tmp_path / "out", [], class_names="abc")
+    assert not (tmp_path / "out").exists()

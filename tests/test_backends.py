@@ -43,7 +43,6 @@ def test_every_method_is_compared(maps, reference):
         "cam",
         "lime",
         "feature_maps",
-        "filters",
         "class_images",
         "deletion",
         "insertion",

@@ -1,5 +1,6 @@
 """Tests of keras_fer_viz.report: every spec figure against its baseline, and the report."""
 
+import dataclasses
 import html
 import re
 from pathlib import Path
@@ -26,27 +27,32 @@ SPEC = load_spec(ROOT / "spec" / "figures.toml")
 BASELINES = ROOT / "baseline_images"
 
 
-# Gradient ascent over 100 steps amplifies the last-digit differences between
-# backends (a ReLU at zero within rounding, a saturated class): the images
-# differ, so these figures are compared with the TensorFlow baselines on
-# TensorFlow only. test_backends.py compares shorter ascents on every backend.
+# Gradient ascent is chaotic once an image nears its optimum (a ReLU at zero
+# within rounding, a saturated class): last-digit differences between CPUs,
+# library builds and backends grow to tens of grey levels by 20 steps (RMS 11
+# and 26 against the 100-step baselines on a machine other than theirs). The
+# figure test checks how the ascent's images are drawn, on a 5-step ascent,
+# which backends agree on to a few grey levels at most (test_backends.py),
+# far under the RMS tolerance; the spec's 100
+# steps run in the report and demo tests.
 ASCENT = {"filters", "class_images"}
+ASCENT_STEPS = 5
 
 
 def _tolerance(entry):
     # Deletion curves follow each map's pixel order; last-digit differences
-    # between backends reorder a few near-equal pixels (Grad-CAM++ most),
-    # which moves some curves by a line's width (RMS 3.4 seen on PyTorch).
-    if entry.method == "deletion_insertion" and keras.backend.backend() != "tensorflow":
+    # between backends and CPUs reorder a few near-equal pixels (Grad-CAM++
+    # most), which moves some curves by a line's width (RMS 3.4 seen on
+    # PyTorch, 3.8 on TensorFlow on another CPU).
+    if entry.method == "deletion_insertion":
         return 5
     return 2
 
 
 def _figure_test(entry):
-    @pytest.mark.skipif(
-        entry.method in ASCENT and keras.backend.backend() != "tensorflow",
-        reason="gradient ascent diverges between backends after some steps",
-    )
+    if entry.method in ASCENT:
+        entry = dataclasses.replace(entry, parameters={**entry.parameters, "steps": ASCENT_STEPS})
+
     @pytest.mark.mpl_image_compare(
         baseline_dir=str(BASELINES),
         filename=f"{entry.id}.png",

@@ -279,3 +279,22 @@ def test_filter_ascent_in_chunks_equals_one_batch():
         model, layer, steps=5, verbose=0, value_range=(0, 1), batch_size=3
     )
     np.testing.assert_allclose(parts, whole, atol=1e-5)
+
+
+def test_callbacks_explain_the_chosen_output():
+    both, emotion, _ = two_output_model()
+    labels = np.arange(5) % 7
+    grad_cam = kfv.callbacks.GradCAMCallback(IMAGES, labels, output="emotion", background=False)
+    grad_cam.set_model(both)
+    grad_cam.make_figure(0)
+    np.testing.assert_allclose(
+        grad_cam.maps_by_epoch[1], kfv.GradCAM(emotion).explain(IMAGES, labels), atol=1e-6
+    )
+    matrix = kfv.callbacks.ConfusionMatrixCallback(IMAGES, labels, output=0)
+    matrix.set_model(both)
+    predicted = emotion.predict(IMAGES, verbose=0).argmax(axis=1)
+    np.testing.assert_array_equal(matrix.compute(0), predicted)
+    refused = kfv.callbacks.SaliencyCallback(IMAGES, labels, strict=True)
+    refused.set_model(both)
+    with pytest.raises(ValueError, match="has 2 outputs"):
+        refused.make_figure(0)

@@ -22,6 +22,8 @@ _EXPORTS = {
     "load_fer2013": "keras_fer_viz.data.fer2013",
     "SyntheticFaces": "keras_fer_viz.data.synthetic",
     "synthetic_faces": "keras_fer_viz.data.synthetic",
+    "adapt_images": "keras_fer_viz.data.adapt",
+    "load_image_folder": "keras_fer_viz.data.folders",
     "fer_cnn": "keras_fer_viz.models",
     "BestModelCheckpoint": "keras_fer_viz.training",
     "per_class_accuracy": "keras_fer_viz.training",
@@ -55,6 +57,7 @@ __all__ = [
     "Saliency",
     "SmoothGrad",
     "SyntheticFaces",
+    "adapt_images",
     "all_layers",
     "conv_layers",
     "feature_maps",
@@ -62,6 +65,7 @@ __all__ = [
     "gap_head",
     "last_conv_layer",
     "load_fer2013",
+    "load_image_folder",
     "maximize_activation",
     "per_class_accuracy",
     "resolve_layer",
@@ -97,7 +101,9 @@ def __dir__():
 if TYPE_CHECKING:  # static tools see the real definitions
     from keras_fer_viz import callbacks, figures, layers, metrics, report, spec  # noqa: F401
     from keras_fer_viz.cam import CAM, gap_head
+    from keras_fer_viz.data.adapt import adapt_images
     from keras_fer_viz.data.fer2013 import EMOTIONS, load_fer2013
+    from keras_fer_viz.data.folders import load_image_folder
     from keras_fer_viz.data.synthetic import SyntheticFaces, synthetic_faces
     from keras_fer_viz.filters import feature_maps, maximize_activation
     from keras_fer_viz.grad_cam import GradCAM, GradCAMPlusPlus

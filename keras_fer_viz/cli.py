@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the values the model takes for black and white pixels, e.g. --input-range -1 1 "
         "or --input-range 0 1 (default: 0 255, raw pixels, as the reference CNN takes)",
     )
+    report.add_argument(
+        "--output",
+        metavar="NAME|INDEX",
+        help="for a model with several outputs: the classifier output to explain, by name or "
+        "index (the error for a multi-output model without it lists them)",
+    )
     report.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     report.add_argument(
         "--spec", type=Path, metavar="FILE", help="a figure spec (default: the packaged one)"
@@ -450,6 +456,13 @@ def _fit(args, splits, checkpoint: Path, callbacks=()):
     return model, history
 
 
+def _output_arg(text):
+    """--output: an index when it is a whole number, else a name; None when absent."""
+    if text is None:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def summarize(model, x, y, class_names=None) -> dict:
     """Held-out accuracy per class, as a JSON-ready dict with a text table.
 
@@ -551,6 +564,7 @@ def _report_command(args) -> None:
         class_names=splits["class_names"],
         evidence=splits["evidence"],
         input_range=tuple(args.input_range),
+        output=_output_arg(args.output),
         source=splits["source"],
         verbose=0 if args.quiet else "auto",
     )

@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 
+#: Images of `train_data` that train a report's CAM head, at most.
+CAM_IMAGES = 7000
+
+
 class SkipFigure(Exception):
     """A figure that cannot be drawn from what the report was given (not an error)."""
 
@@ -59,6 +63,8 @@ class ReportContext:
         epoch_maps: ``{callback name: callback.epoch_maps()}`` from the
             training callbacks (`GradCAMCallback`, `SaliencyCallback`), for
             "epochs" entries.
+        output: a multi-output model's classifier output (name or index),
+            explained by every figure; None for a model with one output.
     """
 
     model: keras.Model
@@ -73,12 +79,19 @@ class ReportContext:
     _cache: dict = field(default_factory=dict, repr=False)
     #: method -> {metric: value}, filled by the trust entries for the index.
     trust: dict = field(default_factory=dict)
+    output: int | str | None = None
 
     def probabilities(self) -> np.ndarray:
         """The model's class probabilities for all of `x` (computed once)."""
         if "probs" not in self._cache:
-            self._cache["probs"] = self.model.predict(self.x, batch_size=256, verbose=0)
+            self._cache["probs"] = self.predict(self.x)
         return self._cache["probs"]
+
+    def predict(self, images) -> np.ndarray:
+        """The explained output's probabilities, in memory-bounded compiled batches."""
+        from keras_fer_viz import _gradients
+
+        return _gradients.predict(self.model, images, output=self.output)
 
 
 @dataclass
@@ -232,6 +245,7 @@ def _cam_model(entry, ctx):
             data=(x, y),
             epochs=entry.get("epochs", 5),
             verbose=0,
+            output=ctx.output,
         )
     return ctx._cache[key]
 
@@ -254,23 +268,27 @@ def render_figure(entry: FigureSpec, ctx: ReportContext):
         return _explained(
             entry,
             ctx,
-            saliency.Saliency(model, reduce=entry.get("reduce", "max")),
+            saliency.Saliency(model, reduce=entry.get("reduce", "max"), output=ctx.output),
             figures.saliency_grid,
         )
     if method == "smoothgrad":
         explainer = saliency.SmoothGrad(
             model,
+            output=ctx.output,
             samples=entry.get("samples", 25),
             noise=entry.get("noise", 0.15),
             seed=entry.get("seed", 0),
         )
         return _explained(entry, ctx, explainer, figures.saliency_grid)
     if method == "integrated_gradients":
-        explainer = saliency.IntegratedGradients(model, steps=entry.get("steps", 32))
+        explainer = saliency.IntegratedGradients(
+            model, steps=entry.get("steps", 32), output=ctx.output
+        )
         return _explained(entry, ctx, explainer, figures.saliency_grid)
     if method in ("grad_cam", "grad_cam_plus_plus"):
         cls = grad_cam.GradCAM if method == "grad_cam" else grad_cam.GradCAMPlusPlus
-        return _explained(entry, ctx, cls(model, _layer(entry, model)), figures.overlay_grid)
+        explainer = cls(model, _layer(entry, model), output=ctx.output)
+        return _explained(entry, ctx, explainer, figures.overlay_grid)
     if method == "cam":
         cam_model = _cam_model(entry, ctx)
         report = getattr(cam_model, "head_report", None)
@@ -295,6 +313,7 @@ def render_figure(entry: FigureSpec, ctx: ReportContext):
         _, images, labels, predicted, confidence = _faces(entry, ctx)
         explainer = lime.Lime(
             model,
+            output=ctx.output,
             segmentation=entry.get("segmentation", "slic"),
             samples=entry.get("samples", 1000),
             seed=entry.get("seed", 0),
@@ -335,14 +354,15 @@ def render_figure(entry: FigureSpec, ctx: ReportContext):
     if method == "class_images":
         images = filters.maximize_activation(
             model,
-            output_layer(model),
+            output_layer(model, ctx.output),
             None,
             steps=entry.get("steps", 100),
             seed=entry.get("seed", 0),
             output="input",
             verbose=0,
+            model_output=ctx.output,
         )
-        probs = model.predict(images, verbose=0)
+        probs = ctx.predict(images)
         own = probs[np.arange(len(images)), np.arange(len(images))]
         return figures.class_image_grid(images, own, class_names=ctx.class_names, title=entry.title)
     if method == "feature_maps":
@@ -399,23 +419,27 @@ def _epochs_figure(entry, ctx):
 _DEFAULT_TRUST = tuple(m for m in TRUST_METHODS if m != "lime")
 
 
-def _explainer_for(name, model, entry):
+def _explainer_for(name, model, entry, output=None):
     from keras_fer_viz import cam, grad_cam, lime, saliency
 
-    if name == "saliency":
-        return saliency.Saliency(model)
-    if name == "smoothgrad":
-        return saliency.SmoothGrad(model, seed=entry.get("seed", 0))
-    if name == "integrated_gradients":
-        return saliency.IntegratedGradients(model)
-    if name == "grad_cam":
-        return grad_cam.GradCAM(model)
-    if name == "grad_cam_plus_plus":
-        return grad_cam.GradCAMPlusPlus(model)
     if name == "cam":
-        return cam.CAM(model)
+        return cam.CAM(model)  # the GAP-head model has the explained output only
+    if name == "saliency":
+        return saliency.Saliency(model, output=output)
+    if name == "smoothgrad":
+        return saliency.SmoothGrad(model, seed=entry.get("seed", 0), output=output)
+    if name == "integrated_gradients":
+        return saliency.IntegratedGradients(model, output=output)
+    if name == "grad_cam":
+        return grad_cam.GradCAM(model, output=output)
+    if name == "grad_cam_plus_plus":
+        return grad_cam.GradCAMPlusPlus(model, output=output)
     return lime.Lime(
-        model, samples=entry.get("samples", 1000), seed=entry.get("seed", 0), verbose=0
+        model,
+        samples=entry.get("samples", 1000),
+        seed=entry.get("seed", 0),
+        verbose=0,
+        output=output,
     )
 
 
@@ -426,7 +450,7 @@ def _method_model(name, entry, ctx):
 def _trust_maps(name, entry, ctx, index):
     key = ("maps", name, tuple(index))
     if key not in ctx._cache:
-        explainer = _explainer_for(name, _method_model(name, entry, ctx), entry)
+        explainer = _explainer_for(name, _method_model(name, entry, ctx), entry, ctx.output)
         ctx._cache[key] = explainer.explain(ctx.x[index], target=ctx.y[index])
     return ctx._cache[key]
 
@@ -446,8 +470,12 @@ def _trust_figure(entry, ctx):
                 if name == "random"
                 else _trust_maps(name, entry, ctx, index)
             )
-            deletion[name] = metrics.deletion_curve(ctx.model, x, maps, y, steps=steps)
-            insertion[name] = metrics.insertion_curve(ctx.model, x, maps, y, steps=steps)
+            deletion[name] = metrics.deletion_curve(
+                ctx.model, x, maps, y, steps=steps, output=ctx.output
+            )
+            insertion[name] = metrics.insertion_curve(
+                ctx.model, x, maps, y, steps=steps, output=ctx.output
+            )
             if name != "random":
                 ctx.trust.setdefault(name, {}).update(
                     deletion=deletion[name].mean_auc, insertion=insertion[name].mean_auc
@@ -464,12 +492,14 @@ def _trust_figure(entry, ctx):
         results = {}
         for name in methods:
             model = _method_model(name, entry, ctx)
+            output = None if name == "cam" else ctx.output
             results[name] = metrics.randomization_check(
-                lambda m, name=name: _explainer_for(name, m, entry),
+                lambda m, name=name, output=output: _explainer_for(name, m, entry, output),
                 model,
                 x,
                 y,
                 seed=entry.get("seed", 0),
+                output=output,
             )
             ctx.trust.setdefault(name, {})["randomization"] = results[name].final_spearman
         return figures.randomization_grid(x[0], results, title=entry.title)
@@ -589,6 +619,8 @@ def write_report(
     title="keras-fer-viz report",
     input_range=PIXEL_RANGE,
     source=None,
+    output=None,
+    cam_images=CAM_IMAGES,
     verbose="auto",
 ) -> ReportResult:
     """Renders every entry of a figure spec into `out_dir`, with an index.html.
@@ -627,6 +659,11 @@ def write_report(
             as `fer_cnn` takes them).
         source: where the images come from, for the index (e.g.
             "fer2013.csv (PrivateTest rows)"). Defaults to `None`.
+        output: a multi-output model's classifier output (name or index)
+            that every figure explains. Defaults to `None`.
+        cam_images: at most this many images of `train_data` (a stratified,
+            seeded sample) train the CAM head, so memory stays bounded for
+            any data set and image size. Defaults to `CAM_IMAGES` (7,000).
         verbose: "auto"/1 for a progress bar over figures, 0 for none.
             Defaults to `"auto"`.
 
@@ -638,17 +675,21 @@ def write_report(
             classes, or the images or labels do not fit it; nothing is
             written then.
     """
+    from keras_fer_viz._gradients import predict
+    from keras_fer_viz.layers import input_shape
     from keras_fer_viz.training import check_data
 
     class_names = tuple(str(c) for c in class_names)
-    _check_classes(model, class_names)
-    x, steps = adapt_images(x, model.input_shape, input_range)
-    x, y = check_data(model, x, y)
+    model_shape = (None, *input_shape(model))
+    x, steps = adapt_images(x, model_shape, input_range)
+    num_classes = int(predict(model, x[:1], output=output).shape[-1])
+    _check_classes(model, class_names, num_classes)
+    x, y = check_data(model, x, y, num_classes=num_classes)
     if train_data is not None:
-        train_x, train_y = train_data
-        train_data = (adapt_images(train_x, model.input_shape, input_range)[0], train_y)
+        train_x, train_y = _sample(*train_data, cam_images)
+        train_data = (adapt_images(train_x, model_shape, input_range)[0], train_y)
     if evidence is not None:
-        evidence = adapt_masks(evidence, model.input_shape)
+        evidence = adapt_masks(evidence, model_shape)
     entries = spec if isinstance(spec, list) else load_spec(spec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -662,6 +703,7 @@ def write_report(
         cam_model,
         dict(epoch_maps or {}),
         evidence,
+        output=output,
     )
     verbose = 1 if verbose == "auto" else int(verbose)
     bar = keras.utils.Progbar(len(entries), unit_name="figure") if verbose else None
@@ -686,13 +728,26 @@ def write_report(
     return ReportResult(out_dir, index, written, failed, skipped, steps)
 
 
-def _check_classes(model, class_names) -> None:
-    shape = model.output_shape
-    if not (isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[-1], int)):
-        return  # several outputs: the explainers' `output=` picks one
-    if shape[-1] != len(class_names):
+def _sample(x, y, limit):
+    """At most `limit` of (x, y): a stratified sample, seeded, in the original order."""
+    y = np.asarray(y)
+    if len(y) <= limit:
+        return x, y
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    keep, _ = train_test_split(
+        np.arange(len(y)), train_size=limit, random_state=0, stratify=stratify
+    )
+    keep = np.sort(keep)
+    return x[keep], y[keep]
+
+
+def _check_classes(model, class_names, num_classes) -> None:
+    if num_classes != len(class_names):
         raise ValueError(
-            f"Model {model.name!r} has {shape[-1]} outputs, but {len(class_names)} class "
+            f"Model {model.name!r} has {num_classes} outputs, but {len(class_names)} class "
             f"names were given: {list(class_names)}. Expected one class per output, in the "
             "order of the labels the model was trained with. Explain the model with data of "
             "its classes (for an image folder: one sub-folder per class)."
@@ -702,7 +757,9 @@ def _check_classes(model, class_names) -> None:
 def _data_html(ctx, steps, input_range, source) -> list[str]:
     """The index's "Data" section: where the images come from and what was done to them."""
     e = html.escape
-    shape = ", ".join("None" if d is None else str(d) for d in ctx.model.input_shape)
+    from keras_fer_viz.layers import input_shape
+
+    shape = ", ".join("None" if d is None else str(d) for d in (None, *input_shape(ctx.model)))
     origin = f" from {e(source)}" if source else ""
     lines = [
         "<h2>Data</h2>",

@@ -99,6 +99,12 @@ def _positive_int(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def _class_ref(value) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _check_parameter(where, name, value):
     def fail(expected):
         raise SpecError(f"{where}: parameter {name!r} must be {expected}. Received: {value!r}")
@@ -119,13 +125,16 @@ def _check_parameter(where, name, value):
         if not isinstance(value, int) or isinstance(value, bool):
             fail("an integer")
     elif name == "classes":
+        # Names are checked against the data's classes when the report runs
+        # (an image folder names its own); here only their form.
         ok = value == "all" or (
-            isinstance(value, list)
-            and value
-            and all(v in EMOTIONS or v in range(len(EMOTIONS)) for v in value)
+            isinstance(value, list) and value and all(_class_ref(v) for v in value)
         )
         if not ok:
-            fail(f'"all" or a non-empty list of class names {list(EMOTIONS)} or indices')
+            fail(
+                '"all" or a non-empty list of class names (e.g. '
+                f"{list(EMOTIONS[:2])}, or an image folder's) or indices >= 0"
+            )
     elif name == "methods":
         if not (
             isinstance(value, list)
@@ -135,8 +144,8 @@ def _check_parameter(where, name, value):
         ):
             fail(f"a non-empty list of distinct methods from {list(TRUST_METHODS)}")
     elif name == "face_class":
-        if value not in EMOTIONS:
-            fail(f"one of {list(EMOTIONS)}")
+        if not (isinstance(value, str) and value.strip()):
+            fail(f"a class name (e.g. one of {list(EMOTIONS)}, or an image folder's)")
     elif name == "filters":
         if not (
             _positive_int(value)

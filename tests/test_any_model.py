@@ -298,3 +298,36 @@ def test_callbacks_explain_the_chosen_output():
     refused.set_model(both)
     with pytest.raises(ValueError, match="has 2 outputs"):
         refused.make_figure(0)
+
+
+def test_report_explains_the_chosen_output_of_a_two_output_model(tmp_path):
+    from keras_fer_viz.cli import main
+    from keras_fer_viz.spec import load_spec
+
+    both, emotion, _ = two_output_model()
+    spec = [
+        e
+        for e in load_spec()
+        if e.id in ("q1_saliency", "q3_confusion_matrix", "q2_class_images", "trust_deletion")
+    ]
+    faces = kfv.synthetic_faces(28, seed=0)
+    images = faces.images[:, 14:34, 14:34]  # 20x20 crops: the model's size
+    result = kfv.report.write_report(
+        both, images, faces.labels, tmp_path / "r", spec, output="emotion", verbose=0
+    )
+    assert sorted(result.figures) == sorted(e.id for e in spec), result.failed
+    assert not result.failed
+    with pytest.raises(ValueError, match="has 2 outputs"):
+        kfv.report.write_report(both, images, faces.labels, tmp_path / "refused", spec, verbose=0)
+    assert not (tmp_path / "refused").exists()  # refused before anything is written
+    path = tmp_path / "both.keras"
+    both.save(path)
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(
+        '[[figure]]\nid = "q1"\ntitle = "t"\nquestion = "q"\nmethod = "saliency"\nfile = "q1.png"\n'
+    )
+    argv = ["report", "--model", str(path), "--data", "synthetic", "--samples", "140"]
+    argv += ["--spec", str(spec_file), "--quiet", "--out", str(tmp_path / "cli")]
+    assert main([*argv, "--output", "1"]) == 2  # valence has 3 outputs, the data 7 classes
+    assert main([*argv, "--output", "emotion"]) == 0
+    assert (tmp_path / "cli" / "q1.png").is_file()

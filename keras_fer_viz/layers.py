@@ -401,6 +401,7 @@ def _trace(model):
         return _CallTrace(model)
     replay = _Replay()
     replay.output = replay.run(model, _fresh_input(model))
+    replay.output_names = output_names(model)
     return replay
 
 
@@ -493,6 +494,8 @@ def output_names(model) -> list[str]:
     of a dict of outputs); a subclassed model's by the keys of the dict its
     ``call`` returns, or ``"0"``, ``"1"``... for a list.
     """
+    if isinstance(model, keras.Sequential):
+        return [model.layers[-1].name] if model.layers else ["0"]
     if is_graph(model):
         struct = getattr(model, "_outputs_struct", None)
         if isinstance(struct, dict):
@@ -508,9 +511,7 @@ def _output_index(model, output, names) -> int:
             return 0
         raise ValueError(
             f"Model {model.name!r} has {n} outputs: {names}. Pass `output=` (one of these "
-            "names, or an index 0 to {n - 1}) to choose the one to explain.".replace(
-                "{n - 1}", str(n - 1)
-            )
+            f"names, or an index 0 to {n - 1}) to choose the one to explain."
         )
     if isinstance(output, bool) or not isinstance(output, (int, str)):
         raise TypeError(
@@ -525,8 +526,9 @@ def _output_index(model, output, names) -> int:
             )
         return output % n
     aliases = list(names)
-    if is_graph(model) and list(model.output_names) != aliases:
-        aliases = list(model.output_names)  # layer names as well as dict keys
+    layer_names = getattr(model, "output_names", None) if is_graph(model) else None
+    if layer_names and list(layer_names) != aliases:
+        aliases = list(layer_names)  # layer names as well as dict keys
     for candidates in (names, aliases):
         if output in candidates:
             return list(candidates).index(output)
@@ -536,24 +538,22 @@ def _output_index(model, output, names) -> int:
     )
 
 
-def _select(model, out, output):
-    """The chosen tensor of a (possibly multi-output) model's flat outputs."""
+def _select(model, out, output, names=None):
+    """The chosen tensor of a (possibly multi-output) model's flat outputs.
+
+    `names` are the model's output names when the caller has them (a trace).
+    """
     flat = keras.tree.flatten(out)
     if len(flat) == 1 and output in (None, 0, -1):
         return flat[0]
-    names = output_names(model) if len(flat) > 1 else [_single_name(model)]
+    names = output_names(model) if names is None else names
     return flat[_output_index(model, output, names)]
-
-
-def _single_name(model):
-    names = output_names(model)
-    return names[0] if names else "0"
 
 
 def output_layer(model, output=None) -> keras.layers.Layer:
     """The innermost layer that produces the model's (chosen) output, nested models entered."""
     trace = _trace(model)
-    out = _select(model, trace.output, output)
+    out = _select(model, trace.output, output, trace.output_names)
     hit = trace._producer.get(id(out))
     if hit is None:
         raise ValueError(f"Model {model.name!r} has no layer producing its output")
@@ -573,7 +573,7 @@ def score_kind(model, output=None) -> str:
         is explained as it is).
     """
     trace = _trace(model)
-    return _head(trace, _select(model, trace.output, output))[0]
+    return _head(trace, _select(model, trace.output, output, trace.output_names))[0]
 
 
 def _is_softmax(fn) -> bool:
@@ -743,7 +743,7 @@ class _CallProbe:
         self.model, self.layers, self.score, self.perturb = model, list(layers), score, perturb
         self.output = output
         trace = _CallTrace(model)
-        chosen = _select(model, trace.output, output)
+        chosen = _select(model, trace.output, output, trace.output_names)
         self._index = _output_index(model, output, trace.output_names) if output is not None else 0
         self._head = _head(trace, chosen) if score == "logit" else ("none", None)
         first = {}

@@ -168,6 +168,7 @@ def gap_head(
     seed=0,
     verbose="auto",
     output=None,
+    bias=False,
 ):
     """Swaps a classifier's head for global average pooling and a trained Dense layer.
 
@@ -201,6 +202,13 @@ def gap_head(
             `"auto"`.
         output: a multi-output model's classifier output (name or index)
             whose classes the head learns. Defaults to `None`.
+        bias: give the new Dense layer a bias. Zhou et al. set it to zero:
+            then a class's CAM averages to its logit, and the map of the
+            predicted class cannot be pushed below zero everywhere by a
+            large bias (blank after the ReLU), as happens on models whose
+            pooled features sit far from zero. True fits a bias too (a task
+            that is a threshold on the features needs one). Defaults to
+            `False`.
 
     Returns:
         A new `keras.Model` (``<name>_gap_head``) ending in GAP and Dense,
@@ -285,32 +293,40 @@ def gap_head(
         return np.concatenate([fn(images[i : i + step]) for i in range(0, len(images), step)])
 
     features, features_val = batched(pool, x), batched(pool, x_val)
-    # The head is fitted on standardised features (so its training does not
-    # depend on the scale of the layer's activations), then the scaling is
-    # folded into its weights: W = W' / s, b = b' - (m / s) W'. The CAM
-    # identity holds for the raw features.
-    mean, scale = features.mean(0), features.std(0)
+    # The head is fitted on features divided by their root mean square (so
+    # its training does not depend on the scale of the layer's activations),
+    # then the scaling is folded into its weights: W = W' / s, b = b'. The
+    # features are not centred: centring would fold -(m / s) W' into the
+    # bias, which CAM leaves out (with bias=True, a 'predicted' map negative
+    # everywhere was seen on ResNet50V2, Xception and mini-Xception). The
+    # CAM identity holds for the raw features.
+    scale = np.sqrt(np.mean(np.square(features), axis=0))
     scale = np.where(scale > 1e-8, scale, 1.0)
     keras.utils.set_random_seed(seed)
     trainer = keras.Sequential(
-        [keras.Input((features.shape[1],)), keras.layers.Dense(num_classes, activation="softmax")]
+        [
+            keras.Input((features.shape[1],)),
+            keras.layers.Dense(num_classes, activation="softmax", use_bias=bool(bias)),
+        ]
     )
     trainer.compile(
         keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    trainer.fit((features - mean) / scale, y, epochs=epochs, batch_size=batch_size, verbose=0)
-    w_std, b_std = trainer.layers[-1].get_weights()
-    head = keras.layers.Dense(num_classes, activation="softmax", name="gap_head")
+    trainer.fit(features / scale, y, epochs=epochs, batch_size=batch_size, verbose=0)
+    w_scaled, *fitted_bias = trainer.layers[-1].get_weights()
+    head = keras.layers.Dense(
+        num_classes, activation="softmax", use_bias=bool(bias), name="gap_head"
+    )
     head.build((None, features.shape[1]))
-    head.set_weights([w_std / scale[:, None], b_std - (mean / scale) @ w_std])
+    head.set_weights([w_scaled / scale[:, None], *fitted_bias])
 
     image = keras.Input(input_shape(model), name="image")
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(base(image))
     cam_model = keras.Model(image, head(pooled), name=f"{model.name}_gap_head")
-    w_head, b_head = head.get_weights()
-    head_acc = float(((features_val @ w_head + b_head).argmax(1) == y_val).mean())
+    head_logits = features_val @ head.get_weights()[0] + sum(head.get_weights()[1:])
+    head_acc = float((head_logits.argmax(1) == y_val).mean())
     model_acc = float((batched(forward, x_val).argmax(1) == y_val).mean())
     cam_model.head_report = dict(
         layer=target.name,

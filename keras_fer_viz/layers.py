@@ -321,13 +321,17 @@ def conv_layers(model) -> list[keras.layers.Layer]:
 def last_conv_layer(model) -> keras.layers.Layer:
     """The layer Grad-CAM and CAM use by default.
 
-    The last convolution whose output still has the image's spatial grid:
-    convolutions after global pooling, flattening or a reshape (the 1x1
-    "logits" convolution of MobileNetV3, which sees one pooled position) are
-    passed over, since their map is constant. When that convolution feeds
-    straight into shape-keeping batch normalisation or activation layers (as
-    in ``Conv -> BN -> ReLU``), the last of those is returned: the map is
-    then read after the activation, where Selvaraju et al. (2017) read it.
+    The last convolution whose output still has the image's spatial grid
+    (convolutions after global pooling, flattening or a reshape, such as the
+    1x1 "logits" convolution of MobileNetV3, are passed over: their map is
+    constant), then forward through what keeps its grid until the head:
+    batch normalisation and activations (``Conv -> BN -> ReLU``), residual
+    additions and concatenations (ResNet's ``post_relu``, DenseNet's final
+    ``relu``), dropout; the map is read where the features the head pools
+    are, as Selvaraju et al. (2017) read it. A squeeze-and-excitation gate
+    (a pooled branch multiplied back onto the grid) does not end the grid.
+    Pooling that halves the grid ends the walk: the reference CNN's map is
+    read at its last convolution (12x12), not after its last pooling (6x6).
 
     Raises:
         ValueError: if the model has no convolution layer before its
@@ -359,14 +363,21 @@ def last_conv_layer(model) -> keras.layers.Layer:
             )
         )
     i = convs[-1]
+    grid = rows[i].output_shape[1:3]
     while True:
-        consumers = replay.consumers(i)
+        consumers = [j for j in replay.consumers(i) if not _is_container(rows[j].layer)]
         if len(consumers) != 1:
             break
-        nxt = rows[consumers[0]]
-        if not isinstance(nxt.layer, _FOLLOWERS) or nxt.output_shape != rows[i].output_shape:
+        j = consumers[0]
+        nxt = rows[j]
+        if (
+            not isinstance(nxt.layer, keras.layers.Layer)  # a bare op (a Functional `+`)
+            or collapsed[j]
+            or not nxt.is_spatial
+            or nxt.output_shape[1:3] != grid
+        ):
             break
-        i = consumers[0]
+        i = j
     return rows[i].layer
 
 
@@ -381,16 +392,21 @@ _COLLAPSING = (
 
 
 def _collapsed(rows) -> list[bool]:
-    """For each call, whether its output is downstream of a collapse of the grid."""
+    """For each call, whether its output has lost the image's grid.
+
+    A collapsing layer's output has; so has a call whose inputs all have (a
+    convolution on pooled features). A call with one input still on the grid
+    has not: a squeeze-and-excitation gate multiplies a pooled branch back
+    onto the grid.
+    """
     out = []
     for i, r in enumerate(rows):
         if _is_container(r.layer) and i > 0:
             out.append(out[i - 1])  # a nested model is listed after its last layer
             continue
+        inputs = [out[j] for j in r.input_ids if j < i]
         out.append(
-            isinstance(r.layer, _COLLAPSING)
-            or not r.is_spatial
-            or any(out[j] for j in r.input_ids if j < i)
+            isinstance(r.layer, _COLLAPSING) or not r.is_spatial or (bool(inputs) and all(inputs))
         )
     return out
 

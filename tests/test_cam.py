@@ -82,7 +82,7 @@ def test_gap_head_trains_a_new_head_and_leaves_the_model_alone():
     flags = [layer.trainable for layer in model.layers]
     weights = [w.copy() for w in model.get_weights()]
     x, y = brightness_task()
-    cam_model = gap_head(model, data=(x, y), epochs=30, verbose=0)
+    cam_model = gap_head(model, data=(x, y), epochs=30, verbose=0, bias=True)
     assert [layer.trainable for layer in model.layers] == flags
     for a, b in zip(weights, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -100,6 +100,13 @@ def test_gap_head_trains_a_new_head_and_leaves_the_model_alone():
     b = cam_model.get_layer("gap_head").get_weights()[1]
     np.testing.assert_allclose(
         raw.mean(axis=(1, 2)) + b[1], logits_of(cam_model, x[:4])[:, 1], rtol=1e-5, atol=1e-6
+    )
+    # Without a bias (the default, as Zhou et al.), a class's CAM averages to its logit.
+    plain = gap_head(model, data=(x, y), epochs=5, verbose=0)
+    assert [v.path for v in plain.trainable_variables] == ["gap_head/kernel"]
+    raw = CAM(plain, normalize=False).explain(x[:4], target=0)
+    np.testing.assert_allclose(
+        raw.mean(axis=(1, 2)), logits_of(plain, x[:4])[:, 0], rtol=1e-5, atol=1e-6
     )
 
 

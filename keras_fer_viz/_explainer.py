@@ -13,7 +13,9 @@ inputs of the call: images, noisy copies, integration steps, perturbed
 images), so a 224x224 image gets about 1/22 of the inputs a 48x48 face does.
 Activation memory, which dominates the peak of a forward and backward pass,
 grows with the pixels; an explicit ``batch_size`` overrides the bound.
-Batch size never changes a result.
+Batch size changes no result on TensorFlow and JAX (on PyTorch, whose CPU
+convolutions round differently per batch size, a ReLU input within rounding
+of zero can flip).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ Usage (from the repository root)::
     python -m benchmarks.run            # every benchmarks/bench_*.py
     python -m benchmarks.run synthetic  # only bench_synthetic.py
 
-Each ``bench_<name>.py`` has ``run() -> list[dict]`` (see `_timing.row`).
+Each ``bench_<name>.py`` has ``run() -> list[dict]`` (see `_timing.row`),
+and may have ``render(name, rows, command) -> str`` for a section of its
+own shape.
 RESULTS.md keeps one section per benchmark module; a run replaces the
 sections it ran and keeps the others, each with the command, date and
 machine it was measured with.
@@ -95,7 +97,10 @@ def main(argv: list[str]) -> int:
             )
         failed += [r["case"] for r in rows if r["passed"] is False]
         command = "python -m benchmarks.run" + (f" {name}" if argv else "")
-        text = merge(text, name, render(name, rows, command))
+        # A module may render its own section (bench_conformance: a models x
+        # methods table); the others get the case table.
+        section = getattr(module, "render", render)
+        text = merge(text, name, section(name, rows, command))
         RESULTS.write_text(text)
     if failed:
         print("targets missed: " + "; ".join(failed))

@@ -39,24 +39,34 @@ _EXPORTS = {
     "IntegratedGradients": "keras_fer_viz.saliency",
     "GradCAM": "keras_fer_viz.grad_cam",
     "GradCAMPlusPlus": "keras_fer_viz.grad_cam",
+    "XGradCAM": "keras_fer_viz.grad_cam",
+    "HiResCAM": "keras_fer_viz.grad_cam",
+    "LayerCAM": "keras_fer_viz.grad_cam",
+    "EigenCAM": "keras_fer_viz.grad_cam",
     "CAM": "keras_fer_viz.cam",
     "gap_head": "keras_fer_viz.cam",
     "maximize_activation": "keras_fer_viz.filters",
     "feature_maps": "keras_fer_viz.filters",
     "Lime": "keras_fer_viz.lime",
+    "EXPLAINERS": "keras_fer_viz.registry",
 }
 
 __all__ = [
     "EMOTIONS",
+    "EXPLAINERS",
     "BestModelCheckpoint",
     "CAM",
+    "EigenCAM",
     "GradCAM",
     "GradCAMPlusPlus",
+    "HiResCAM",
     "IntegratedGradients",
+    "LayerCAM",
     "Lime",
     "Saliency",
     "SmoothGrad",
     "SyntheticFaces",
+    "XGradCAM",
     "adapt_images",
     "all_layers",
     "conv_layers",
@@ -106,7 +116,14 @@ if TYPE_CHECKING:  # static tools see the real definitions
     from keras_fer_viz.data.folders import load_image_folder
     from keras_fer_viz.data.synthetic import SyntheticFaces, synthetic_faces
     from keras_fer_viz.filters import feature_maps, maximize_activation
-    from keras_fer_viz.grad_cam import GradCAM, GradCAMPlusPlus
+    from keras_fer_viz.grad_cam import (
+        EigenCAM,
+        GradCAM,
+        GradCAMPlusPlus,
+        HiResCAM,
+        LayerCAM,
+        XGradCAM,
+    )
     from keras_fer_viz.layers import (
         all_layers,
         conv_layers,
@@ -117,5 +134,6 @@ if TYPE_CHECKING:  # static tools see the real definitions
     )
     from keras_fer_viz.lime import Lime
     from keras_fer_viz.models import fer_cnn
+    from keras_fer_viz.registry import EXPLAINERS
     from keras_fer_viz.saliency import IntegratedGradients, Saliency, SmoothGrad
     from keras_fer_viz.training import BestModelCheckpoint, per_class_accuracy, train

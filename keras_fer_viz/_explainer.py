@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fer_viz import _gradients
 from keras_fer_viz import layers as _layers
 
 __all__ = [
@@ -32,8 +33,10 @@ __all__ = [
     "as_images",
     "as_targets",
     "check_batch_size",
+    "check_positive_int",
     "inputs_per_call",
     "normalize_maps",
+    "upsample_maps",
 ]
 
 #: Input pixels (H x W positions, summed over a call's model inputs) per
@@ -44,15 +47,24 @@ __all__ = [
 PIXELS_PER_CALL = 2**19
 
 
+def check_positive_int(value, name, minimum=1, allow_none=False):
+    """`value` as an int >= `minimum` (or None when `allow_none`); else a ValueError.
+
+    Bools are refused (``True`` is not a count); numpy integers are accepted.
+    The error names the argument, what was expected and what was received.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        what = f"a positive int `{name}`" if minimum == 1 else f"an int `{name}` >= {minimum}"
+        alternative = " or None" if allow_none else ""
+        raise ValueError(f"Expected {what}{alternative}. Received: {value!r}")
+    return int(value)
+
+
 def check_batch_size(batch_size, name="batch_size"):
     """None, or a positive int; anything else is refused with what was received."""
-    if batch_size is None:
-        return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise ValueError(f"Expected a positive int `{name}` or None. Received: {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"Expected a positive int `{name}` or None. Received: {batch_size!r}")
-    return int(batch_size)
+    return check_positive_int(batch_size, name, allow_none=True)
 
 
 def inputs_per_call(image_shape, batch_size=None) -> int:
@@ -151,25 +163,51 @@ def normalize_maps(maps):
     return ops.where(peak > 0, maps / safe, ops.zeros_like(maps))
 
 
+def upsample_maps(maps, size):
+    """(N, h, w) maps -> (N, H, W), bilinear. Runs in `keras.ops`."""
+    if tuple(maps.shape[1:3]) == tuple(size):
+        return maps
+    up = ops.image.resize(ops.expand_dims(maps, -1), size, interpolation="bilinear")
+    return up[..., 0]
+
+
 class Explainer:
     """Base class: ``Method(model, **options).explain(images, target=None)``.
 
-    What a subclass supplies:
+    The contract. A subclass supplies:
 
-    - in ``__init__``: call ``super().__init__``, then `_build_probe` (which
-      sets `num_classes` from the explained output) and set `self._fn`, a
-      compiled function ``(images, targets, *constants) -> maps``;
-    - optionally `_constants(x)` (extra arrays for `_fn`), `_images_per_call`
-      (images per call, given the model inputs a call may take; methods that
-      expand each image into several model inputs divide), and
-      `_explain_chunk` (for methods that need more than one call per chunk).
+    - `name`, its spec name (snake_case, e.g. ``"grad_cam"``), and the
+      `keras_fer_viz.registry.register` decorator, which puts it in
+      ``kfv.EXPLAINERS``; its constructor's keyword options (``layer``,
+      ``samples``, ...) are what a spec entry may set.
+    - ``__init__``: call ``super().__init__`` (model, score, normalize,
+      batch_size, output are checked here), then `_build_probe` (which sets
+      `num_classes` from the explained output), then `_compile` with the
+      map function ``fn(images, targets, *constants) -> maps``. A map
+      function ends with `_finish_maps`, which returns the raw map when
+      ``normalize=False`` and otherwise makes it >= 0, upsamples it to the
+      image and scales it to [0, 1], in one place for every method.
+    - optionally `_constants(x)` (extra arrays for the map function),
+      `_images_per_call(inputs)` (images per call, given the model inputs a
+      call may take: a method that expands each image into k model inputs
+      returns ``inputs // k``), and `_explain_chunk` (for a method that
+      needs more than one call per chunk of images).
+    - class attributes: `signed` (its raw map has a sign) and `overlay` (its
+      maps are coarse, drawn over the image in figures: the CAM family).
 
-    Everything else (input checks, targets, memory-bounded batching, the
-    output array) is here.
+    Everything else is here: input checks, targets, memory-bounded batching
+    (`PIXELS_PER_CALL`), the output array. `keras_fer_viz.grad_cam` is the
+    example to follow: a new CAM is one `_combine` method.
     """
 
+    #: The spec name (snake_case); set by every registered subclass.
+    name: str = ""
     #: True for methods whose raw map has a sign (the default map is still >= 0).
     signed = False
+    #: True for coarse maps drawn over the image (the CAM family).
+    overlay = False
+    #: How `_finish_maps` makes a signed raw map >= 0: "relu" or "abs".
+    positive = "relu"
 
     def __init__(self, model, *, score="logit", normalize=True, batch_size=None, output=None):
         if not isinstance(model, keras.Model):
@@ -194,6 +232,19 @@ class Explainer:
         )
         self._num_classes = int(probe.outputs[-1].shape[-1])
         return probe, shapes
+
+    def _compile(self, fn, *constant_specs):
+        """`fn(images, targets, *constants)` compiled for this model's input shape."""
+        image = ((None, *self.input_shape), "float32")
+        specs = [image, ((None,), "int32"), *constant_specs]
+        return _gradients.compile(fn, self.model, specs)
+
+    def _finish_maps(self, raw, size):
+        """The raw (N, h, w) map when ``normalize=False``; else >= 0, at `size`, in [0, 1]."""
+        if not self.normalize:
+            return raw
+        maps = ops.abs(raw) if self.positive == "abs" else ops.relu(raw)
+        return normalize_maps(upsample_maps(maps, size))
 
     @property
     def num_classes(self) -> int:
@@ -246,4 +297,6 @@ class Explainer:
         return out
 
     def __repr__(self):
-        return f"{type(self).__name__}(model={self.model.name!r})"
+        layer = getattr(self, "layer", None)
+        where = f", layer={layer.name!r}" if isinstance(layer, keras.layers.Layer) else ""
+        return f"{type(self).__name__}(model={self.model.name!r}{where})"

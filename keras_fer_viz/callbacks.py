@@ -36,6 +36,7 @@ import keras
 import numpy as np
 
 from keras_fer_viz import _gradients, _io, figures
+from keras_fer_viz._explainer import check_positive_int
 from keras_fer_viz.data.fer2013 import EMOTIONS
 
 __all__ = [
@@ -175,8 +176,7 @@ class FigureCallback(keras.callbacks.Callback, metaclass=abc.ABCMeta):
         name=None,
     ):
         super().__init__()
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"Expected `every` to be a positive int. Received: {every!r}")
+        every = check_positive_int(every, "every")
         if not isinstance(out_dir, (str, os.PathLike)):
             raise ValueError(f"Expected `out_dir` to be a path. Received: {out_dir!r}")
         if tensorboard_dir is not None and not _tensorflow_available():
@@ -518,8 +518,7 @@ class CAMCallback(_ProbeCallback):
                 f"Expected one label per image in `data`. Received: {len(self.data[0])} images, "
                 f"{len(self.data[1])} labels"
             )
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"Expected a positive int `epochs`. Received: {epochs!r}")
+        epochs = check_positive_int(epochs, "epochs")
         self.layer, self.epochs = layer, epochs
 
     def compute(self, epoch, logs=None):
@@ -564,8 +563,7 @@ class FilterCallback(FigureCallback):
     def __init__(self, layer, filters=None, steps=50, seed=0, columns=8, output=None, **kwargs):
         super().__init__(**kwargs)
         self.output = output
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
+        steps = check_positive_int(steps, "steps")
         self.layer, self.filters, self.steps, self.seed = layer, filters, steps, seed
         self.columns = columns
 

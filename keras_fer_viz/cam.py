@@ -18,9 +18,9 @@ import numpy as np
 from keras import ops
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import Explainer, as_images, inputs_per_call, normalize_maps
-from keras_fer_viz.grad_cam import upsample_maps
+from keras_fer_viz._explainer import Explainer, as_images, check_positive_int, inputs_per_call
 from keras_fer_viz.layers import build_probe, input_shape, is_graph, resolve_layer, spatial_layers
+from keras_fer_viz.registry import register
 
 __all__ = ["CAM", "gap_head", "find_gap_head"]
 
@@ -87,6 +87,7 @@ def _single_input(rows, i):
     return ids[0] if len(ids) == 1 else None
 
 
+@register
 class CAM(Explainer):
     """Class activation maps of a model with a global-average-pooling head.
 
@@ -129,7 +130,9 @@ class CAM(Explainer):
     (2, 48, 48)
     """
 
+    name = "cam"
     signed = True
+    overlay = True
 
     def __init__(self, model, *, normalize=True, batch_size=None, output=None):
         super().__init__(model, normalize=normalize, batch_size=batch_size, output=output)
@@ -144,15 +147,9 @@ class CAM(Explainer):
             kernel = ops.cast(self.dense.kernel, "float32")
             w = ops.transpose(ops.take(kernel, t, axis=1))  # (N, K)
             raw = ops.einsum("nhwk,nk->nhw", features, w)
-            if not self.normalize:
-                return raw
-            return normalize_maps(upsample_maps(ops.relu(raw), tuple(x.shape[1:3])))
+            return self._finish_maps(raw, tuple(x.shape[1:3]))
 
-        spec = [((None, *self.input_shape), "float32"), ((None,), "int32")]
-        self._fn = _gradients.compile(fn, model, spec)
-
-    def __repr__(self):
-        return f"CAM(model={self.model.name!r}, layer={self.layer.name!r})"
+        self._fn = self._compile(fn)
 
 
 @_gradients.no_distribution()  # built and trained on one device, whatever the distribution
@@ -251,8 +248,7 @@ def gap_head(
     probe, shapes = build_probe(model, [target], score="probability", output=output)
     num_classes = int(probe.outputs[-1].shape[-1])
     x, y = check_data(model, x, y, name="data x", num_classes=num_classes)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"Expected a positive int `epochs`. Received: {epochs!r}")
+    epochs = check_positive_int(epochs, "epochs")
     if validation_data is None:
         stratify = y if np.bincount(y).min(initial=0) >= 2 and len(np.unique(y)) > 1 else None
         x, x_val, y, y_val = train_test_split(

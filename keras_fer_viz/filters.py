@@ -23,7 +23,12 @@ import numpy as np
 from keras import ops
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import as_images, check_batch_size, inputs_per_call
+from keras_fer_viz._explainer import (
+    as_images,
+    check_batch_size,
+    check_positive_int,
+    inputs_per_call,
+)
 from keras_fer_viz.layers import (
     build_probe,
     input_shape,
@@ -208,8 +213,7 @@ def maximize_activation(
     target, probe, kind, units = _objective_probe(model, layer, model_output)
     batch_size = check_batch_size(batch_size)
     index = _filter_indices(filters, units, target.name, kind)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
+    steps = check_positive_int(steps, "steps")
     for name, value in (
         ("learning_rate", learning_rate),
         ("l2", l2),
@@ -217,8 +221,7 @@ def maximize_activation(
     ):
         if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
             raise ValueError(f"Expected {name} >= 0. Received: {value!r}")
-    if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
-        raise ValueError(f"Expected an int jitter >= 0. Received: {jitter!r}")
+    jitter = check_positive_int(jitter, "jitter", minimum=0)
     lo, hi = (float(v) for v in value_range)
     if not hi > lo:
         raise ValueError(

@@ -30,7 +30,14 @@ import numpy as np
 from lime.lime_image import LimeImageExplainer
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import Explainer, as_images, as_targets, inputs_per_call
+from keras_fer_viz._explainer import (
+    Explainer,
+    as_images,
+    as_targets,
+    check_positive_int,
+    inputs_per_call,
+)
+from keras_fer_viz.registry import register
 
 __all__ = ["Lime", "LimeExplanation", "segment"]
 
@@ -155,6 +162,7 @@ class LimeExplanation:
         return values[self.segments]
 
 
+@register
 class Lime(Explainer):
     """LIME superpixel explanations, through the `lime` package.
 
@@ -219,6 +227,8 @@ class Lime(Explainer):
 
     signed = True
 
+    name = "lime"
+
     def __init__(
         self,
         model,
@@ -238,8 +248,7 @@ class Lime(Explainer):
                 f"Expected segmentation in {SEGMENTATIONS} or a callable. "
                 f"Received: {segmentation!r}"
             )
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-            raise ValueError(f"Expected an int `samples` >= 2. Received: {samples!r}")
+        samples = check_positive_int(samples, "samples", minimum=2)
         if not (isinstance(kernel_width, (int, float)) and kernel_width > 0):
             raise ValueError(f"Expected kernel_width > 0. Received: {kernel_width!r}")
         super().__init__(model, score="probability", batch_size=batch_size, output=output)

@@ -29,7 +29,13 @@ import numpy as np
 from keras import ops
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import as_images, as_targets, check_batch_size, inputs_per_call
+from keras_fer_viz._explainer import (
+    as_images,
+    as_targets,
+    check_batch_size,
+    check_positive_int,
+    inputs_per_call,
+)
 from keras_fer_viz.layers import all_layers, build_probe, input_shape, is_graph
 
 __all__ = [
@@ -153,8 +159,7 @@ def _curve(kind, model, images, maps, target, steps, fill, batch_size, output):
         raise ValueError(
             f"Expected one (H, W) map per image: shape {x.shape[:3]}. Received: shape={maps.shape}"
         )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
+    steps = check_positive_int(steps, "steps")
     probs = _gradients.predict(model, x, output=output)
     t = as_targets(target, len(x), probs.shape[-1])
     t = np.where(t < 0, probs.argmax(axis=1), t).astype(np.int32)

@@ -24,7 +24,8 @@ import numpy as np
 from keras import ops
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import Explainer, normalize_maps
+from keras_fer_viz._explainer import Explainer, check_positive_int
+from keras_fer_viz.registry import register
 
 __all__ = ["Saliency", "SmoothGrad", "IntegratedGradients"]
 
@@ -53,9 +54,6 @@ class _InputGradient(Explainer):
         self._probe, _ = self._build_probe()
         self._vg = _gradients.value_and_grad(self._probe)
         self._forward = _gradients.forward(self._probe)
-
-    def _spec(self):
-        return [((None, *self.input_shape), "float32"), ((None,), "int32")]
 
 
 class _ExpandedGradient(_InputGradient):
@@ -114,10 +112,8 @@ class _ExpandedGradient(_InputGradient):
             total = part if total is None else total + part
         return self._fn(x, total, *constants)
 
-    def _reduce(self, maps):
-        return normalize_maps(maps) if self.normalize else maps
 
-
+@register
 class Saliency(_InputGradient):
     """Vanilla gradient saliency maps.
 
@@ -163,6 +159,8 @@ class Saliency(_InputGradient):
     ((7, 48, 48), True, 1.0)
     """
 
+    name = "saliency"
+
     def __init__(
         self, model, reduce="max", *, score="logit", normalize=True, batch_size=None, output=None
     ):
@@ -174,12 +172,12 @@ class Saliency(_InputGradient):
 
         def fn(x, t):
             _, grads, _ = self._vg([x], t)
-            maps = _reduce_channels(grads[0], reduce)
-            return normalize_maps(maps) if self.normalize else maps
+            return self._finish_maps(_reduce_channels(grads[0], reduce), tuple(x.shape[1:3]))
 
-        self._fn = _gradients.compile(fn, model, self._spec())
+        self._fn = self._compile(fn)
 
 
+@register
 class SmoothGrad(_ExpandedGradient):
     """Saliency averaged over noisy copies of each image.
 
@@ -224,6 +222,8 @@ class SmoothGrad(_ExpandedGradient):
     (2, 48, 48)
     """
 
+    name = "smoothgrad"
+
     def __init__(
         self,
         model,
@@ -237,8 +237,7 @@ class SmoothGrad(_ExpandedGradient):
         batch_size=None,
         output=None,
     ):
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"Expected a positive int `samples`. Received: {samples!r}")
+        samples = check_positive_int(samples, "samples")
         if not (isinstance(noise, (int, float)) and 0 <= noise and np.isfinite(noise)):
             raise ValueError(f"Expected a noise level >= 0. Received: noise={noise!r}")
         _check_reduce(reduce)
@@ -257,7 +256,7 @@ class SmoothGrad(_ExpandedGradient):
         return ops.expand_dims(x, 1) + ops.expand_dims(sigma, 1) * ops.expand_dims(bank, 0)
 
     def _finish(self, x, total):
-        return self._reduce(_reduce_channels(total, self.reduce))
+        return self._finish_maps(_reduce_channels(total, self.reduce), tuple(x.shape[1:3]))
 
     def _constants(self, x):
         shape = x.shape[1:]
@@ -269,6 +268,7 @@ class SmoothGrad(_ExpandedGradient):
         return self._banks[shape]
 
 
+@register
 class IntegratedGradients(_ExpandedGradient):
     """Integrated gradients: attributions that add up to the change of the score.
 
@@ -312,7 +312,9 @@ class IntegratedGradients(_ExpandedGradient):
     (1, 48, 48)
     """
 
+    name = "integrated_gradients"
     signed = True
+    positive = "abs"
 
     def __init__(
         self,
@@ -325,8 +327,7 @@ class IntegratedGradients(_ExpandedGradient):
         batch_size=None,
         output=None,
     ):
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"Expected a positive int `steps`. Received: {steps!r}")
+        steps = check_positive_int(steps, "steps")
         super().__init__(
             model, score=score, normalize=normalize, batch_size=batch_size, output=output
         )
@@ -352,7 +353,7 @@ class IntegratedGradients(_ExpandedGradient):
 
     def _finish(self, x, total, base):
         attributions = ops.sum((x - base) * total, axis=-1)
-        return normalize_maps(ops.abs(attributions)) if self.normalize else attributions
+        return self._finish_maps(attributions, tuple(x.shape[1:3]))
 
     def _constants(self, x):
         base = np.broadcast_to(self.baseline, x.shape[1:])[None].astype(np.float32)

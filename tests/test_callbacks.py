@@ -522,7 +522,7 @@ def test_every_callback_under_jax_data_parallel_with_two_devices(tmp_path):
 
 
 def test_settings_are_checked_in_the_constructor():
-    with pytest.raises(ValueError, match="`every` to be a positive int. Received: 0"):
+    with pytest.raises(ValueError, match="Expected a positive int `every`. Received: 0"):
         C.SaliencyCallback(PROBE, every=0)
     with pytest.raises(ValueError, match=r"probe images of shape \(N, H, W, C\)"):
         C.SaliencyCallback(np.zeros((48, 48)))

@@ -156,7 +156,7 @@ def test_errors(small_cnn):
         maximize_activation(small_cnn, "conv1", value_range=(1, 0), verbose=0)
     with pytest.raises(ValueError, match="output 'display' or 'input'"):
         maximize_activation(small_cnn, "conv1", output="png", verbose=0)
-    with pytest.raises(ValueError, match="jitter >= 0"):
+    with pytest.raises(ValueError, match="int `jitter` >= 0"):
         maximize_activation(small_cnn, "conv1", jitter=-1, verbose=0)
 
 

@@ -37,17 +37,22 @@ _EXPORTS = {
     "Saliency": "keras_fer_viz.saliency",
     "SmoothGrad": "keras_fer_viz.saliency",
     "IntegratedGradients": "keras_fer_viz.saliency",
+    "GradientXInput": "keras_fer_viz.saliency",
     "GradCAM": "keras_fer_viz.grad_cam",
     "GradCAMPlusPlus": "keras_fer_viz.grad_cam",
     "XGradCAM": "keras_fer_viz.grad_cam",
     "HiResCAM": "keras_fer_viz.grad_cam",
     "LayerCAM": "keras_fer_viz.grad_cam",
     "EigenCAM": "keras_fer_viz.grad_cam",
+    "GuidedBackprop": "keras_fer_viz.guided",
+    "GuidedGradCAM": "keras_fer_viz.guided",
     "CAM": "keras_fer_viz.cam",
     "gap_head": "keras_fer_viz.cam",
     "maximize_activation": "keras_fer_viz.filters",
     "feature_maps": "keras_fer_viz.filters",
     "Lime": "keras_fer_viz.lime",
+    "Occlusion": "keras_fer_viz.perturbation",
+    "ScoreCAM": "keras_fer_viz.perturbation",
     "EXPLAINERS": "keras_fer_viz.registry",
 }
 
@@ -59,11 +64,16 @@ __all__ = [
     "EigenCAM",
     "GradCAM",
     "GradCAMPlusPlus",
+    "GradientXInput",
+    "GuidedBackprop",
+    "GuidedGradCAM",
     "HiResCAM",
     "IntegratedGradients",
     "LayerCAM",
     "Lime",
+    "Occlusion",
     "Saliency",
+    "ScoreCAM",
     "SmoothGrad",
     "SyntheticFaces",
     "XGradCAM",
@@ -124,6 +134,7 @@ if TYPE_CHECKING:  # static tools see the real definitions
         LayerCAM,
         XGradCAM,
     )
+    from keras_fer_viz.guided import GuidedBackprop, GuidedGradCAM
     from keras_fer_viz.layers import (
         all_layers,
         conv_layers,
@@ -134,6 +145,7 @@ if TYPE_CHECKING:  # static tools see the real definitions
     )
     from keras_fer_viz.lime import Lime
     from keras_fer_viz.models import fer_cnn
+    from keras_fer_viz.perturbation import Occlusion, ScoreCAM
     from keras_fer_viz.registry import EXPLAINERS
-    from keras_fer_viz.saliency import IntegratedGradients, Saliency, SmoothGrad
+    from keras_fer_viz.saliency import GradientXInput, IntegratedGradients, Saliency, SmoothGrad
     from keras_fer_viz.training import BestModelCheckpoint, per_class_accuracy, train

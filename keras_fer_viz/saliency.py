@@ -5,6 +5,9 @@
   inside convolutional networks").
 - `SmoothGrad`: the gradient averaged over noisy copies of the image
   (Smilkov et al. 2017, "SmoothGrad: removing noise by adding noise").
+- `GradientXInput`: the gradient times the input, summed over channels
+  (Shrikumar et al. 2016, "Not just a black box: learning important
+  features through propagating activation differences").
 - `IntegratedGradients`: the gradient integrated along the straight path
   from a baseline image, times the difference to the baseline (Sundararajan,
   Taly and Yan 2017, "Axiomatic attribution for deep networks"); its
@@ -27,7 +30,7 @@ from keras_fer_viz import _gradients
 from keras_fer_viz._explainer import Explainer, check_positive_int
 from keras_fer_viz.registry import register
 
-__all__ = ["Saliency", "SmoothGrad", "IntegratedGradients"]
+__all__ = ["Saliency", "SmoothGrad", "IntegratedGradients", "GradientXInput"]
 
 _REDUCTIONS = ("max", "mean", "norm")
 
@@ -358,3 +361,61 @@ class IntegratedGradients(_ExpandedGradient):
     def _constants(self, x):
         base = np.broadcast_to(self.baseline, x.shape[1:])[None].astype(np.float32)
         return self._alphas, self._weights, base
+
+
+@register
+class GradientXInput(_InputGradient):
+    """Gradient times input: each pixel's first-order contribution to the score.
+
+    The raw map is ``sum_c x[h, w, c] * d score / d x[h, w, c]``, signed:
+    for a linear model it is exactly each pixel's term ``W * x`` of the
+    score, and in general the first-order Taylor term of the score around a
+    zero image. One forward and backward pass, like `Saliency`; unlike
+    saliency it says which way a pixel pushes, and is zero where the input
+    is zero (black pixels of raw images get no credit: use
+    `IntegratedGradients` with another baseline for those). The default map
+    is its absolute value scaled to [0, 1].
+
+    Shrikumar et al. (2016), "Not just a black box: learning important
+    features through propagating activation differences"; analysed by
+    Ancona et al. (2018), "Towards better understanding of gradient-based
+    attribution methods for deep neural networks".
+
+    Args:
+        model: a Keras image classifier.
+        score: ``"logit"`` or ``"probability"``, as in `Saliency`.
+            Defaults to `"logit"`.
+        normalize: True gives |gradient x input| scaled to [0, 1]; False the
+            signed raw map (N, H, W) in score units, summed over channels.
+            Defaults to `True`.
+        batch_size: images per compiled call; None sizes calls by image size
+            so memory stays bounded. Defaults to `None`.
+        output: a multi-output model's output to explain (name or index).
+            Defaults to `None`.
+
+    Returns (from `explain`):
+        float32 (N, H, W) maps in [0, 1], or signed raw maps.
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> model = kfv.fer_cnn(width=0.25)
+    >>> raw = kfv.GradientXInput(model, normalize=False).explain(kfv.synthetic_faces(2).images)
+    >>> raw.shape, bool((raw < 0).any() and (raw > 0).any())
+    ((2, 48, 48), True)
+    """
+
+    name = "gradient_x_input"
+    signed = True
+    positive = "abs"
+
+    def __init__(self, model, *, score="logit", normalize=True, batch_size=None, output=None):
+        super().__init__(
+            model, score=score, normalize=normalize, batch_size=batch_size, output=output
+        )
+
+        def fn(x, t):
+            _, grads, _ = self._vg([x], t)
+            return self._finish_maps(ops.sum(x * grads[0], axis=-1), tuple(x.shape[1:3]))
+
+        self._fn = self._compile(fn)

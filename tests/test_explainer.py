@@ -4,18 +4,15 @@ import keras
 import numpy as np
 import pytest
 import tiny_models
+import zoo
 
 import keras_fer_viz as kfv
 from keras_fer_viz._explainer import as_images, as_targets
 
-METHODS = [
-    kfv.Saliency,
-    lambda m: kfv.SmoothGrad(m, samples=4),
-    lambda m: kfv.IntegratedGradients(m, steps=8),
-    kfv.GradCAM,
-    kfv.GradCAMPlusPlus,
-]
-NAMES = ["saliency", "smoothgrad", "integrated_gradients", "grad_cam", "grad_cam_pp"]
+# Every registered method but CAM (it needs a GAP head: tests/test_cam.py) and
+# LIME (sampled superpixels: tests/test_lime.py), with options for short runs.
+NAMES = [n for n in kfv.EXPLAINERS if n not in ("cam", "lime")]
+METHODS = [lambda m, name=name: zoo.explainer(name, m, kfv.layers.input_shape(m)) for name in NAMES]
 
 
 @pytest.fixture(scope="module")

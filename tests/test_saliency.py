@@ -7,7 +7,7 @@ import tiny_models
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keras_fer_viz.saliency import IntegratedGradients, Saliency, SmoothGrad
+from keras_fer_viz.saliency import GradientXInput, IntegratedGradients, Saliency, SmoothGrad
 
 to_numpy = keras.ops.convert_to_numpy
 
@@ -104,6 +104,19 @@ def test_integrated_gradients_of_a_linear_model(linear):
     np.testing.assert_allclose(raw, ((x - base) * w[..., 0]).sum(axis=-1), rtol=1e-5, atol=1e-6)
 
 
+@given(seed=st.integers(0, 2**16), target=st.integers(0, 2))
+def test_gradient_x_input_of_a_linear_model_is_w_times_x(linear, seed, target):
+    """The logit is sum W x + b: gradient x input is each pixel's term W x, summed over channels."""
+    w = kernel(linear)
+    x = images(seed, n=3)
+    raw = GradientXInput(linear, normalize=False).explain(x, target=target)
+    expected = (x * w[..., target]).sum(axis=-1)
+    np.testing.assert_allclose(raw, expected, rtol=1e-5, atol=1e-6)
+    maps = GradientXInput(linear).explain(x, target=target)
+    peak = np.abs(expected).max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(maps, np.abs(expected) / peak, rtol=1e-5, atol=1e-6)
+
+
 @given(seed=st.integers(0, 2**16), target=st.integers(0, 3), base=st.floats(-1.0, 1.0))
 def test_integrated_gradients_are_complete(smooth, seed, target, base):
     """Attributions add up to f(x) - f(baseline) within 1% (on the logits)."""
@@ -124,6 +137,7 @@ def test_maps_are_bounded_finite_and_batch_independent(smooth, seed, n, per_call
         Saliency(smooth),
         SmoothGrad(smooth, samples=4),
         IntegratedGradients(smooth, steps=8),
+        GradientXInput(smooth),
     ):
         maps = explainer.explain(x)
         assert maps.shape == (n, 8, 8) and maps.dtype == np.float32
@@ -135,7 +149,7 @@ def test_maps_are_bounded_finite_and_batch_independent(smooth, seed, n, per_call
 
 def test_explaining_another_class_changes_the_map(smooth):
     x = images(6, n=2, shape=(8, 8, 1), scale=30.0)
-    for cls in (Saliency, SmoothGrad, IntegratedGradients):
+    for cls in (Saliency, SmoothGrad, IntegratedGradients, GradientXInput):
         a, b = cls(smooth).explain(x, target=0), cls(smooth).explain(x, target=1)
         assert np.abs(a - b).max() > 0.05, cls.__name__
 

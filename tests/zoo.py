@@ -492,14 +492,37 @@ def labels_for(n, seed=0, classes=NUM_CLASSES) -> np.ndarray:
 
 # the methods, run the same way by tests/test_conformance.py and the benchmark --------
 
-METHODS = (
-    "saliency",
-    "smoothgrad",
-    "integrated_gradients",
-    "grad_cam",
-    "grad_cam_pp",
-    "cam",
-    "lime",
+# Options that keep a run short; every other method runs with its defaults.
+FAST = {
+    "smoothgrad": {"samples": 4},
+    "integrated_gradients": {"steps": 4},
+    "lime": {"samples": 40, "verbose": 0},
+}
+
+
+def explainer(name, model, image_shape, **kwargs):
+    """The registered method `name` on `model`, with options that keep a run short.
+
+    Occlusion slides a patch of a quarter of the image (16 windows), so that
+    a 224x224 model is not occluded 3,025 times per image.
+    """
+    import keras_fer_viz as kfv
+
+    options = dict(FAST.get(name, {}))
+    if name == "occlusion":
+        patch = max(2, min(image_shape[:2]) // 4)
+        options.update(patch=patch, stride=patch)
+    return kfv.EXPLAINERS[name](model, **options, **kwargs)
+
+
+def _explainers():
+    import keras_fer_viz as kfv
+
+    return tuple(kfv.EXPLAINERS)
+
+
+#: Every registered method (kfv.EXPLAINERS), then the tools that are not explainers.
+METHODS = _explainers() + (
     "feature_maps",
     "maximize_activation",
     "deletion",
@@ -544,16 +567,6 @@ def run_method(method, entry, model, images):
 
     kw = dict(entry.kwargs)
     x = images
-    if method == "saliency":
-        return {"maps": kfv.Saliency(model, **kw).explain(x)}
-    if method == "smoothgrad":
-        return {"maps": kfv.SmoothGrad(model, samples=4, **kw).explain(x)}
-    if method == "integrated_gradients":
-        return {"maps": kfv.IntegratedGradients(model, steps=4, **kw).explain(x)}
-    if method == "grad_cam":
-        return {"maps": kfv.GradCAM(model, **kw).explain(x)}
-    if method == "grad_cam_pp":
-        return {"maps": kfv.GradCAMPlusPlus(model, **kw).explain(x)}
     if method == "cam":
         n = 2 * NUM_CLASSES
         train_x = images_for(entry.shape, n, seed=5, value_range=entry.value_range)
@@ -568,8 +581,8 @@ def run_method(method, entry, model, images):
             **kw,
         )
         return {"maps": kfv.CAM(cam_model).explain(x)}
-    if method == "lime":
-        return {"maps": kfv.Lime(model, samples=40, verbose=0, **kw).explain(x)}
+    if method in kfv.EXPLAINERS:
+        return {"maps": explainer(method, model, entry.shape, **kw).explain(x)}
     if method == "feature_maps":
         return {"features": kfv.feature_maps(model, None, x)}
     if method == "maximize_activation":
@@ -751,31 +764,28 @@ def _two_output_calls():
     import keras_fer_viz as kfv
     from keras_fer_viz import metrics
 
-    return {
-        "Saliency": lambda m, x: kfv.Saliency(m),
-        "SmoothGrad": lambda m, x: kfv.SmoothGrad(m, samples=2),
-        "IntegratedGradients": lambda m, x: kfv.IntegratedGradients(m, steps=2),
-        "GradCAM": lambda m, x: kfv.GradCAM(m),
-        "GradCAMPlusPlus": lambda m, x: kfv.GradCAMPlusPlus(m),
-        "Lime": lambda m, x: kfv.Lime(m, samples=10, verbose=0),
-        "gap_head": lambda m, x: kfv.gap_head(
-            m, data=(x, labels_for(len(x))), validation_data=(x, labels_for(len(x))), verbose=0
-        ),
-        "deletion_curve": lambda m, x: metrics.deletion_curve(m, x, center_maps(x), steps=2),
-        "insertion_curve": lambda m, x: metrics.insertion_curve(m, x, center_maps(x), steps=2),
-        "randomization_check": lambda m, x: metrics.randomization_check(
-            kfv.Saliency, m, x, layers=["emotion"]
-        ),
+    calls = {
+        name: lambda m, x, name=name: explainer(name, m, x.shape[1:])
+        for name in kfv.EXPLAINERS
+        if name != "cam"  # CAM needs a GAP head: gap_head is checked instead
     }
+    calls.update(
+        {
+            "gap_head": lambda m, x: kfv.gap_head(
+                m, data=(x, labels_for(len(x))), validation_data=(x, labels_for(len(x))), verbose=0
+            ),
+            "deletion_curve": lambda m, x: metrics.deletion_curve(m, x, center_maps(x), steps=2),
+            "insertion_curve": lambda m, x: metrics.insertion_curve(m, x, center_maps(x), steps=2),
+            "randomization_check": lambda m, x: metrics.randomization_check(
+                kfv.Saliency, m, x, layers=["emotion"]
+            ),
+        }
+    )
+    return calls
 
 
-TWO_OUTPUT_CALLS = (
-    "Saliency",
-    "SmoothGrad",
-    "IntegratedGradients",
-    "GradCAM",
-    "GradCAMPlusPlus",
-    "Lime",
+#: Every registered method but CAM, then gap_head, the curves and the sanity check.
+TWO_OUTPUT_CALLS = tuple(n for n in _explainers() if n != "cam") + (
     "gap_head",
     "deletion_curve",
     "insertion_curve",
@@ -818,28 +828,17 @@ def output_selected_check(model=None):
         raise AssertionError("output='arousal' (no such output) was accepted")
 
 
-def _expanding():
-    import keras_fer_viz as kfv
-
-    return {
-        "Saliency": lambda m, b: kfv.Saliency(m, batch_size=b),
-        "SmoothGrad": lambda m, b: kfv.SmoothGrad(m, samples=6, batch_size=b),
-        "IntegratedGradients": lambda m, b: kfv.IntegratedGradients(m, steps=6, batch_size=b),
-        "GradCAM": lambda m, b: kfv.GradCAM(m, batch_size=b),
-        "GradCAMPlusPlus": lambda m, b: kfv.GradCAMPlusPlus(m, batch_size=b),
-    }
-
-
-EXPANDING = ("Saliency", "SmoothGrad", "IntegratedGradients", "GradCAM", "GradCAMPlusPlus")
+#: Every registered method whose calls the memory bound sizes (CAM needs a GAP
+#: head; LIME calls the model once per image, with its own batches).
+EXPANDING = tuple(n for n in _explainers() if n not in ("cam", "lime"))
 
 
 def batch_size_none_check(name, model=None):
     """``batch_size=None`` (automatic) is accepted and gives the maps of batch_size=1."""
     model = model or plain_gray()
     x = images_for((48, 48, 1), 5)
-    make = _expanding()[name]
-    automatic = make(model, None).explain(x)
-    one_by_one = make(model, 1).explain(x)
+    automatic = explainer(name, model, x.shape[1:], batch_size=None).explain(x)
+    one_by_one = explainer(name, model, x.shape[1:], batch_size=1).explain(x)
     if keras.backend.backend() != "torch":
         np.testing.assert_allclose(automatic, one_by_one, atol=1e-5)
         return

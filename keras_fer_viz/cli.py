@@ -18,9 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["main", "load_splits", "load_model", "summarize"]
+__all__ = ["main", "load_model"]
 
-SYNTHETIC = "synthetic"
+# The data and training helpers live in the library (imports point down);
+# their old names here still work, imported on first use (--help imports neither).
+_MOVED = {
+    "SYNTHETIC": "keras_fer_viz.data.splits",
+    "load_splits": "keras_fer_viz.data.splits",
+    "summarize": "keras_fer_viz.training",
+}
 DATA_HELP = (
     "a FER2013 CSV file (emotion,pixels[,Usage]), a folder of class folders of images "
     "(DIR/<class name>/*.png|jpg, as keras.utils.image_dataset_from_directory reads; class "
@@ -35,6 +41,13 @@ _BACKEND_NOISE = re.compile(
     r"rebuild TensorFlow with the appropriate compiler flags",
     re.IGNORECASE,
 )
+
+
+def __getattr__(name: str):
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_fer_viz.cli' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def _positive_int(text: str) -> int:
@@ -277,156 +290,6 @@ def main(argv=None) -> int:
     return 0
 
 
-def _split(x, y, share: float, seed: int, min_count: int):
-    """Splits `share` of (x, y) off: ``(kept, carved)``.
-
-    Stratified by class when every class present has `min_count` images and
-    both parts can hold one of each; a plain random split otherwise.
-    """
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
-    counts = np.bincount(y)
-    present = counts[counts > 0]
-    carved = int(np.ceil(share * len(y)))
-    stratify = (
-        y if present.min() >= min_count and min(carved, len(y) - carved) >= len(present) else None
-    )
-    x_a, x_b, y_a, y_b = train_test_split(
-        x, y, test_size=share, random_state=seed, stratify=stratify
-    )
-    return (x_a, y_a), (x_b, y_b)
-
-
-def _random_split(x, y, seed: int):
-    """80/10/10 train/validation/test, stratified when every class has enough images."""
-    train, rest = _split(x, y, 0.2, seed, min_count=3)
-    val, test = _split(*rest, 0.5, seed, min_count=2)
-    return train, val, test
-
-
-def _carve(x, y, share: float, seed: int):
-    """Splits `share` of (x, y) off, stratified when it can be: (kept, carved)."""
-    return _split(x, y, share, seed, min_count=2)
-
-
-def _folder_splits(path: Path, seed: int, image_size, color_mode):
-    from keras_fer_viz.data.folders import class_folders, load_image_folder, split_folders
-
-    found = split_folders(path)
-    if found is None:
-        x, y, names = load_image_folder(path, image_size, color_mode)
-        train, val, test = _random_split(x, y, seed)
-        how = "random 80/10/10 split"
-    else:
-        x, y, names = load_image_folder(found["train"], image_size, color_mode)
-        mode = "grayscale" if x.shape[-1] == 1 else "rgb"
-        read = {}
-        for split in ("val", "test"):
-            folder = found[split]
-            if folder is None:
-                continue
-            extra = sorted(set(class_folders(folder)) - set(names))
-            if extra:
-                raise ValueError(
-                    f"{folder} has class folders {extra} that {found['train']} lacks. Expected "
-                    f"the classes of the training folder: {list(names)}."
-                )
-            size = image_size if image_size is not None else x.shape[1:3]
-            read[split] = load_image_folder(folder, size, mode, names)[:2]
-        train = (x, y)
-        if "test" not in read:
-            train, read["test"] = _carve(*train, 0.1, seed)
-        if "val" not in read:
-            train, read["val"] = _carve(*train, 0.1, seed)
-        val, test = read["val"], read["test"]
-        given = [found[s].name for s in ("train", "val", "test") if found[s] is not None]
-        how = (
-            "/, ".join(given)
-            + "/ folders"
-            + ("" if len(given) == 3 else "; missing splits carved from the training images")
-        )
-    return dict(
-        train=train,
-        val=val,
-        test=test,
-        evidence=None,
-        class_names=names,
-        source=f"{path.name}/ (image folder, {len(names)} classes from its folders; {how})",
-    )
-
-
-def load_splits(
-    data: str, samples: int = 7000, seed: int = 0, image_size=None, color_mode=None
-) -> dict:
-    """Train, validation and held-out splits for `--data`.
-
-    Args:
-        data: a FER2013 CSV file, a folder of class folders of images (see
-            `keras_fer_viz.data.load_image_folder`; sub-folders ``train``,
-            ``val`` and ``test`` are taken as splits), or "synthetic".
-        samples: synthetic training faces. Defaults to `7000`.
-        seed: the seed of the synthetic faces and of random splits.
-            Defaults to `0`.
-        image_size: (height, width) to resize a folder's images to as they
-            are read, or None to keep their size. Defaults to `None`.
-        color_mode: a folder's colour mode (see `load_image_folder`).
-            Defaults to `None`.
-
-    Returns:
-        A dict with keys "train", "val" and "test", each ``(x, y)`` of uint8
-        images at the data's size, "evidence" (the held-out faces'
-        ground-truth masks, synthetic data only, else None), "class_names"
-        and "source", a short description.
-    """
-    import numpy as np
-
-    from keras_fer_viz.data import EMOTIONS, synthetic_faces
-    from keras_fer_viz.data.fer2013 import load_fer2013_usage
-
-    if data == SYNTHETIC:
-        faces = synthetic_faces(samples, seed=seed)
-        held = synthetic_faces(max(700, samples // 5), seed=seed + 1)
-        train, val = _carve(faces.images, faces.labels, 0.1, seed)
-        return dict(
-            train=train,
-            val=val,
-            test=(held.images, held.labels),
-            evidence=held.evidence,
-            class_names=EMOTIONS,
-            source=f"synthetic faces (seed {seed})",
-        )
-
-    path = Path(data)
-    if path.is_dir():
-        return _folder_splits(path, seed, image_size, color_mode)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"--data must be a FER2013 CSV file, a folder of class folders of images or "
-            f"'{SYNTHETIC}'. Received: {data!r} (no such file or folder)"
-        )
-    x, y, usage = load_fer2013_usage(path)
-    if usage is not None and {"Training", "PublicTest", "PrivateTest"} <= set(np.unique(usage)):
-        pick = {u: usage == u for u in ("Training", "PublicTest", "PrivateTest")}
-        return dict(
-            train=(x[pick["Training"]], y[pick["Training"]]),
-            val=(x[pick["PublicTest"]], y[pick["PublicTest"]]),
-            test=(x[pick["PrivateTest"]], y[pick["PrivateTest"]]),
-            evidence=None,
-            class_names=EMOTIONS,
-            source=f"{path.name} (Training / PublicTest / PrivateTest)",
-        )
-    train, val, test = _random_split(x, y, seed)
-    return dict(
-        train=train,
-        val=val,
-        test=test,
-        evidence=None,
-        class_names=EMOTIONS,
-        source=f"{path.name} (random 80/10/10 split)",
-    )
-
-
 def _fit(args, splits, checkpoint: Path, callbacks=()):
     """Builds and trains the reference CNN; returns (model, history)."""
     import keras
@@ -463,35 +326,10 @@ def _output_arg(text):
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-def summarize(model, x, y, class_names=None) -> dict:
-    """Held-out accuracy per class, as a JSON-ready dict with a text table.
-
-    `class_names` name the classes (None: the emotions for a 7-class model,
-    else the class numbers).
-    """
-    import numpy as np
-
-    from keras_fer_viz.data import EMOTIONS
-    from keras_fer_viz.training import accuracy_table, per_class_accuracy
-
-    per_class = per_class_accuracy(model, x, y)
-    counts = np.bincount(y, minlength=model.output_shape[-1])
-    overall = float(np.nansum(per_class * counts) / counts.sum())
-    if class_names is not None:
-        names = [str(c) for c in class_names]
-    else:
-        names = EMOTIONS if len(counts) == len(EMOTIONS) else [str(i) for i in range(len(counts))]
-    return dict(
-        overall_accuracy=overall,
-        per_class={
-            n: (None if np.isnan(a) else float(a)) for n, a in zip(names, per_class, strict=True)
-        },
-        counts={n: int(c) for n, c in zip(names, counts, strict=True)},
-        table=accuracy_table(per_class, counts, names, overall),
-    )
-
-
 def _train_command(args) -> None:
+    from keras_fer_viz.data.splits import load_splits
+    from keras_fer_viz.training import summarize
+
     if args.out.suffix != ".keras":
         raise ValueError(f"--out must end in '.keras'. Received: {str(args.out)!r}")
     splits = load_splits(
@@ -533,6 +371,7 @@ def load_model(path: Path, allow_unsafe: bool = False):
 def _report_command(args) -> None:
     import keras
 
+    from keras_fer_viz.data.splits import load_splits
     from keras_fer_viz.report import write_report
     from keras_fer_viz.spec import load_spec
 
@@ -583,6 +422,8 @@ def _print_report(result) -> None:
 
 def _demo_command(args) -> None:
     from keras_fer_viz import _io
+    from keras_fer_viz.data.splits import SYNTHETIC, load_splits
+    from keras_fer_viz.training import summarize
 
     start = time.perf_counter()
     out: Path = args.out

@@ -8,6 +8,15 @@ entry names an ``id``, a ``title``, the study ``question`` it answers, a
 or parameter, a wrong type, a duplicate id or a file name that would land
 outside the report folder raises a `SpecError` that names the entry and the
 key.
+
+A ``method`` is a figure kind of `FIGURE_KINDS` (filters, confusion matrix,
+the trust figures, ...) or any method of the registry, ``kfv.EXPLAINERS``
+(its maps, drawn over or beside each face). A method's entry may set the
+faces (``classes``, ``images_per_class``, ``seed``) and its constructor's
+options (`method_parameters`). `METHODS` (method -> parameters) and
+`TRUST_METHODS` (what the trust figures may compare: every registered
+method) are read from the registry when asked for, so importing this module
+does not import Keras, and a method registered later is accepted.
 """
 
 from __future__ import annotations
@@ -29,21 +38,19 @@ __all__ = [
     "FigureSpec",
     "SpecError",
     "load_spec",
+    "parse_spec",
     "default_spec_path",
-    "METHODS",
-    "TRUST_METHODS",
+    "method_parameters",
+    "FIGURE_KINDS",
+    "TRUST_KINDS",
+    "METHODS",  # noqa: F822 - computed on access, by __getattr__
+    "TRUST_METHODS",  # noqa: F822 - computed on access, by __getattr__
 ]
 
 _COMMON = {"classes", "images_per_class", "seed"}
 _LAYER = {"layer", "conv_layer"}
-METHODS: dict[str, set[str]] = {
-    "saliency": _COMMON | {"reduce"},
-    "smoothgrad": _COMMON | {"samples", "noise"},
-    "integrated_gradients": _COMMON | {"steps"},
-    "grad_cam": _COMMON | _LAYER,
-    "grad_cam_plus_plus": _COMMON | _LAYER,
-    "cam": _COMMON | _LAYER | {"epochs"},
-    "lime": _COMMON | {"samples", "segmentation", "num_features"},
+#: The figures that are not one method's maps: kind -> its parameters.
+FIGURE_KINDS: dict[str, set[str]] = {
     "filters": _LAYER | {"filters", "steps", "seed", "columns"},
     "class_images": {"steps", "seed"},
     "feature_maps": _LAYER | {"face_class", "top", "seed"},
@@ -54,16 +61,68 @@ METHODS: dict[str, set[str]] = {
     "randomization": _COMMON | {"methods", "face_class"},
     "evidence": _COMMON | {"methods", "samples"},
 }
-#: Methods the trust entries compare.
-TRUST_METHODS = (
-    "saliency",
-    "smoothgrad",
-    "integrated_gradients",
-    "grad_cam",
-    "grad_cam_plus_plus",
-    "cam",
-    "lime",
-)
+#: The trust figures, which compare methods (their ``methods`` parameter).
+TRUST_KINDS = ("deletion_insertion", "randomization", "evidence")
+# What a method's map figure takes beyond its constructor's options: CAM's
+# layer and epochs train its GAP head (`gap_head`); LIME's figure shows its
+# `num_features` strongest superpixels.
+_FIGURE_OPTIONS = {"cam": _LAYER | {"epochs"}, "lime": {"num_features"}}
+
+
+def method_parameters(cls) -> set[str]:
+    """The parameters a spec entry of a registered method may set.
+
+    The faces (``classes``, ``images_per_class``, ``seed``), the method's
+    constructor options (`keras_fer_viz.registry.spec_options`; ``layer``
+    may also be given as ``conv_layer``, the n-th conv layer), and what its
+    figure takes.
+    """
+    from keras_fer_viz.registry import spec_options
+
+    options = set(spec_options(cls))
+    if "layer" in options:
+        options |= _LAYER
+    return _COMMON | options | _FIGURE_OPTIONS.get(cls.name, set())
+
+
+def _methods() -> dict[str, set[str]]:
+    from keras_fer_viz.registry import EXPLAINERS
+
+    table = {name: method_parameters(cls) for name, cls in EXPLAINERS.items()}
+    table.update(FIGURE_KINDS)
+    return table
+
+
+def _allowed(method) -> set[str] | None:
+    """The parameters of a figure kind or registered method; None for an unknown one.
+
+    The figure kinds are looked up first: a spec of them alone needs no Keras.
+    """
+    if method in FIGURE_KINDS:
+        return FIGURE_KINDS[method]
+    from keras_fer_viz.registry import EXPLAINERS
+
+    names = _trust_methods()
+    return method_parameters(EXPLAINERS[method]) if method in names else None
+
+
+def _trust_methods() -> tuple[str, ...]:
+    from keras_fer_viz.registry import EXPLAINERS
+
+    return tuple(EXPLAINERS)
+
+
+def __getattr__(name: str):
+    # METHODS and TRUST_METHODS are read from the registry when first asked
+    # for (PEP 562), so that importing the spec does not import Keras, and a
+    # method registered later is in them.
+    if name == "METHODS":
+        return _methods()
+    if name == "TRUST_METHODS":
+        return _trust_methods()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _REQUIRED = ("id", "title", "question", "method", "file")
 _KEYS = set(_REQUIRED) | {"description", "parameters"}
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -97,6 +156,10 @@ def default_spec_path() -> Path:
 
 def _positive_int(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _class_ref(value) -> bool:
@@ -136,13 +199,17 @@ def _check_parameter(where, name, value):
                 f"{list(EMOTIONS[:2])}, or an image folder's) or indices >= 0"
             )
     elif name == "methods":
+        known = () if value == "all" else _trust_methods()
         if not (
-            isinstance(value, list)
-            and value
-            and all(v in TRUST_METHODS for v in value)
-            and len(set(value)) == len(value)
+            value == "all"
+            or (
+                isinstance(value, list)
+                and value
+                and all(isinstance(v, str) and v in known for v in value)
+                and len(set(value)) == len(value)
+            )
         ):
-            fail(f"a non-empty list of distinct methods from {list(TRUST_METHODS)}")
+            fail(f'"all" or a non-empty list of distinct methods from {list(known)}')
     elif name == "face_class":
         if not (isinstance(value, str) and value.strip()):
             fail(f"a class name (e.g. one of {list(EMOTIONS)}, or an image folder's)")
@@ -164,8 +231,18 @@ def _check_parameter(where, name, value):
         if name == "reduce" and value not in ("max", "mean", "norm"):
             fail('"max", "mean" or "norm"')
     elif name == "noise":
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        if not _number(value) or value < 0:
             fail("a number >= 0")
+    elif name == "kernel_width":
+        if not _number(value) or value <= 0:
+            fail("a number > 0")
+    elif name in {"baseline", "hide_color"}:
+        if not (_number(value) or (isinstance(value, list) and value and all(map(_number, value)))):
+            fail("a pixel value: a number, or a list of numbers (one per channel)")
+    elif name == "segmentation_options":
+        if not isinstance(value, dict):
+            fail("a table of keyword arguments")
+    # A method's other options are checked by its constructor when the figure is drawn.
 
 
 def parse_spec(data: dict, source: str = "spec") -> list[FigureSpec]:
@@ -200,9 +277,10 @@ def parse_spec(data: dict, source: str = "spec") -> list[FigureSpec]:
         if entry["id"] in ids:
             raise SpecError(f"{where}: key 'id' repeats an earlier entry")
         method = entry["method"]
-        if method not in METHODS:
+        allowed = _allowed(method)
+        if allowed is None:
             raise SpecError(
-                f"{where}: key 'method' must be one of {sorted(METHODS)}. Received: {method!r}"
+                f"{where}: key 'method' must be one of {sorted(_methods())}. Received: {method!r}"
             )
         name = entry["file"]
         if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".png"):
@@ -215,7 +293,6 @@ def parse_spec(data: dict, source: str = "spec") -> list[FigureSpec]:
         parameters = entry.get("parameters", {})
         if not isinstance(parameters, dict):
             raise SpecError(f"{where}: key 'parameters' must be a table. Received: {parameters!r}")
-        allowed = METHODS[method]
         for key, value in parameters.items():
             if key not in allowed:
                 raise SpecError(

@@ -4,7 +4,8 @@
 weights for imbalanced data (FER2013's Disgust class is 1.5% of the file),
 early stopping that restores the best weights, and a best-model checkpoint
 that is always a complete file (written to a temporary file, then renamed).
-`per_class_accuracy` and `accuracy_table` summarise a held-out set.
+`per_class_accuracy`, `accuracy_table` and `summarize` summarise a held-out
+set.
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
 from keras_fer_viz._io import save_model
+from keras_fer_viz.data.fer2013 import EMOTIONS
 
-__all__ = ["train", "BestModelCheckpoint", "per_class_accuracy", "accuracy_table", "check_data"]
+__all__ = [
+    "train",
+    "BestModelCheckpoint",
+    "per_class_accuracy",
+    "accuracy_table",
+    "check_data",
+    "summarize",
+]
 
 
 def check_data(model: keras.Model, x, y=None, name: str = "x", num_classes=None):
@@ -280,3 +289,35 @@ def accuracy_table(per_class: np.ndarray, counts: np.ndarray, class_names, overa
         lines.append(f"{name:<{width}}{int(n):>6}  {shown}")
     lines.append(f"{'overall':<{width}}{int(np.sum(counts)):>6}  {overall:8.3f}")
     return "\n".join(lines)
+
+
+def summarize(model, x, y, class_names=None) -> dict:
+    """Held-out accuracy per class, as a JSON-ready dict with a text table.
+
+    Args:
+        model: the classifier.
+        x: held-out images (N, H, W, C).
+        y: their integer labels (N,).
+        class_names: names of the classes; None names them by the emotions
+            for a 7-class model, else by number. Defaults to `None`.
+
+    Returns:
+        A dict: "overall_accuracy" (float), "per_class" ({name: accuracy,
+        or None for a class without images}), "counts" ({name: images}) and
+        "table" (`accuracy_table`'s text).
+    """
+    per_class = per_class_accuracy(model, x, y)
+    counts = np.bincount(y, minlength=model.output_shape[-1])
+    overall = float(np.nansum(per_class * counts) / counts.sum())
+    if class_names is not None:
+        names = [str(c) for c in class_names]
+    else:
+        names = EMOTIONS if len(counts) == len(EMOTIONS) else [str(i) for i in range(len(counts))]
+    return dict(
+        overall_accuracy=overall,
+        per_class={
+            n: (None if np.isnan(a) else float(a)) for n, a in zip(names, per_class, strict=True)
+        },
+        counts={n: int(c) for n, c in zip(names, counts, strict=True)},
+        table=accuracy_table(per_class, counts, names, overall),
+    )

@@ -225,10 +225,33 @@ def gap_head(
     >>> kfv.CAM(cam_model).explain(faces.images[:2]).shape
     (2, 48, 48)
     """
-    from sklearn.model_selection import train_test_split
+    x, y = _check_arguments(model, data)
+    target, probe, layer_shape, num_classes = _feature_layer(model, layer, output)
+    x, y, x_val, y_val, epochs = _training_data(
+        model, x, y, validation_data, epochs, seed, num_classes
+    )
+    _check_spatial(model, target, layer_shape)
+    base = _frozen_base(model, probe)
+    features, features_val = _pooled_features(model, base, x, x_val)
+    head = _train_head(
+        features,
+        y,
+        num_classes,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        bias=bias,
+    )
+    cam_model = _cam_model(model, base, head)
+    cam_model.head_report = _head_report(model, probe, target, head, features_val, x_val, y_val)
+    if verbose:
+        _print_head_report(cam_model.head_report)
+    return cam_model
 
-    from keras_fer_viz.training import check_data
 
+def _check_arguments(model, data):
+    """The ``(x, y)`` of `data`, for a model whose base can be copied (Sequential, Functional)."""
     if not is_graph(model):
         raise ValueError(
             f"gap_head copies the model's convolutional base, which needs a Sequential or "
@@ -244,9 +267,22 @@ def gap_head(
         raise ValueError(
             f"Expected `data` to be a pair (x, y). Received: {type(data).__name__}"
         ) from None
+    return x, y
+
+
+def _feature_layer(model, layer, output):
+    """The layer to pool, a probe of it and of the classifier, its output shape, the classes."""
     target = resolve_layer(model, layer)
     probe, shapes = build_probe(model, [target], score="probability", output=output)
-    num_classes = int(probe.outputs[-1].shape[-1])
+    return target, probe, shapes[0], int(probe.outputs[-1].shape[-1])
+
+
+def _training_data(model, x, y, validation_data, epochs, seed, num_classes):
+    """Checked ``(x, y, x_val, y_val, epochs)``; without validation data, a held-out tenth."""
+    from sklearn.model_selection import train_test_split
+
+    from keras_fer_viz.training import check_data
+
     x, y = check_data(model, x, y, name="data x", num_classes=num_classes)
     epochs = check_positive_int(epochs, "epochs")
     if validation_data is None:
@@ -258,37 +294,48 @@ def gap_head(
         x_val, y_val = check_data(
             model, *validation_data, name="validation x", num_classes=num_classes
         )
-    if len(shapes[0]) != 4:
+    return x, y, x_val, y_val, epochs
+
+
+def _check_spatial(model, target, layer_shape):
+    """Refuses a layer without a spatial output (N, h, w, C), listing the spatial ones."""
+    if len(layer_shape) != 4:
         raise ValueError(
             f"gap_head needs a spatial layer with output (N, h, w, C). Received: layer "
-            f"{target.name!r} with output shape {shapes[0]}. Spatial layers: "
+            f"{target.name!r} with output shape {layer_shape}. Spatial layers: "
             f"{[la.name for la in spatial_layers(model)]}"
         )
 
-    # The frozen base: a copy, so that freezing it leaves the caller's flags alone.
+
+def _frozen_base(model, probe):
+    """A frozen copy of the model up to the probed layer (the caller's flags stay as they are)."""
     base_source = keras.Model(probe.inputs, probe.outputs[0])
     base = keras.models.clone_model(base_source)
     base.set_weights(base_source.get_weights())
     base.trainable = False
     base.name = f"{model.name}_base"
+    return base
 
+
+def _batched(fn, images, model):
+    """`fn` over `images` in calls bounded by image size (inference only), concatenated."""
+    images = as_images(images, input_shape(model), model.name)
+    step = inputs_per_call(images.shape[1:3])
+    return np.concatenate([fn(images[i : i + step]) for i in range(0, len(images), step)])
+
+
+def _pooled_features(model, base, *image_sets):
+    """The base's globally averaged features (N, K) of each set of images, in batches."""
     pool = _gradients.compile(
         lambda im: ops.mean(base(im, training=False), axis=(1, 2)),
         base,
         [((None, *input_shape(model)), "float32")],
     )
-    forward = _gradients.compile(
-        lambda im: probe(im, training=False)[-1],
-        probe,
-        [((None, *input_shape(model)), "float32")],
-    )
+    return [_batched(pool, images, model) for images in image_sets]
 
-    def batched(fn, images):
-        images = as_images(images, input_shape(model), model.name)
-        step = inputs_per_call(images.shape[1:3])  # inference only: bounded by size
-        return np.concatenate([fn(images[i : i + step]) for i in range(0, len(images), step)])
 
-    features, features_val = batched(pool, x), batched(pool, x_val)
+def _feature_scale(features):
+    """The root mean square of each feature (1 where it is zero): the head's input scale."""
     # The head is fitted on features divided by their root mean square (so
     # its training does not depend on the scale of the layer's activations),
     # then the scaling is folded into its weights: W = W' / s, b = b'. The
@@ -297,7 +344,12 @@ def gap_head(
     # everywhere was seen on ResNet50V2, Xception and mini-Xception). The
     # CAM identity holds for the raw features.
     scale = np.sqrt(np.mean(np.square(features), axis=0))
-    scale = np.where(scale > 1e-8, scale, 1.0)
+    return np.where(scale > 1e-8, scale, 1.0)
+
+
+def _train_head(features, y, num_classes, *, epochs, batch_size, learning_rate, seed, bias):
+    """The softmax Dense head, fitted on the scaled features, its weights in raw-feature units."""
+    scale = _feature_scale(features)
     keras.utils.set_random_seed(seed)
     trainer = keras.Sequential(
         [
@@ -317,22 +369,38 @@ def gap_head(
     )
     head.build((None, features.shape[1]))
     head.set_weights([w_scaled / scale[:, None], *fitted_bias])
+    return head
 
+
+def _cam_model(model, base, head):
+    """The CAM model: image -> frozen base -> GlobalAveragePooling2D -> head."""
     image = keras.Input(input_shape(model), name="image")
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(base(image))
-    cam_model = keras.Model(image, head(pooled), name=f"{model.name}_gap_head")
+    return keras.Model(image, head(pooled), name=f"{model.name}_gap_head")
+
+
+def _head_report(model, probe, target, head, features_val, x_val, y_val):
+    """The head's and the original model's accuracies on the validation images."""
+    forward = _gradients.compile(
+        lambda im: probe(im, training=False)[-1],
+        probe,
+        [((None, *input_shape(model)), "float32")],
+    )
     head_logits = features_val @ head.get_weights()[0] + sum(head.get_weights()[1:])
     head_acc = float((head_logits.argmax(1) == y_val).mean())
-    model_acc = float((batched(forward, x_val).argmax(1) == y_val).mean())
-    cam_model.head_report = dict(
+    model_acc = float((_batched(forward, x_val, model).argmax(1) == y_val).mean())
+    return dict(
         layer=target.name,
         head_accuracy=head_acc,
         model_accuracy=model_acc,
         validation_images=int(len(y_val)),
     )
-    if verbose:
-        print(
-            f"GAP head on {target.name!r}: accuracy {head_acc:.3f} "
-            f"(original model {model_acc:.3f}) on {len(y_val)} validation images"
-        )
-    return cam_model
+
+
+def _print_head_report(report):
+    """Prints the head report in one line (when gap_head is verbose)."""
+    print(
+        f"GAP head on {report['layer']!r}: accuracy {report['head_accuracy']:.3f} "
+        f"(original model {report['model_accuracy']:.3f}) on "
+        f"{report['validation_images']} validation images"
+    )

@@ -267,8 +267,11 @@ class ScoreCAM(_LayerGradient):
 
     Follows the paper's equations; implementations differ: the authors'
     code weights the upsampled masks by ``p_c(x * M_k)`` without the
-    baseline, and pytorch-grad-cam takes a softmax of the target logits
-    over channels.
+    baseline, and pytorch-grad-cam weights by a softmax over channels of
+    the target's raw output for the masked images. Because of the
+    baseline, every weight can be negative (the class is more likely for a
+    blank image than for any masked one, common with untrained models);
+    the map is then blank (all zero).
 
     Wang et al. (2020), "Score-CAM: score-weighted visual explanations for
     convolutional neural networks".

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_fer_viz.cli import load_model, load_splits, main
+from keras_fer_viz.cli import load_model, main
+from keras_fer_viz.data import load_splits
 from keras_fer_viz.data.fer2013 import EMOTIONS
 from keras_fer_viz.data.synthetic import synthetic_faces
 from keras_fer_viz.spec import load_spec
@@ -59,6 +60,27 @@ def test_console_script_help_is_fast_and_works():
     check = "import sys, keras_fer_viz.cli as c; print('keras' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_the_command_reads_data_and_accuracy_from_the_library():
+    """load_splits (keras_fer_viz.data) and summarize (keras_fer_viz.training) moved down
+    out of the CLI; their old names there still answer, imported on first use."""
+    import keras_fer_viz.cli as cli
+    from keras_fer_viz import data, training
+
+    assert cli.load_splits is data.load_splits is data.splits.load_splits
+    assert cli.summarize is training.summarize
+    assert cli.SYNTHETIC == data.splits.SYNTHETIC == "synthetic"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        cli.nothing  # noqa: B018
+
+
+def test_load_splits_of_synthetic_faces_keeps_their_evidence():
+    splits = load_splits("synthetic", samples=70, seed=3)
+    assert [len(splits[k][1]) for k in ("train", "val", "test")] == [63, 7, 700]
+    assert splits["evidence"].shape == (700, 48, 48) and splits["class_names"] == EMOTIONS
+    np.testing.assert_array_equal(splits["test"][0], synthetic_faces(700, seed=4).images)
+    assert splits["source"] == "synthetic faces (seed 3)"
 
 
 def test_train_on_synthetic(tmp_path, capsys):

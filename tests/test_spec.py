@@ -1,9 +1,24 @@
-"""Tests of keras_fer_viz.spec: the packaged spec and every kind of invalid entry."""
+"""Tests of keras_fer_viz.spec: the packaged spec, every registered method, invalid entries."""
+
+import inspect
+import subprocess
+import sys
 
 import pytest
 from conftest import ROOT
 
-from keras_fer_viz.spec import METHODS, SpecError, default_spec_path, load_spec, parse_spec
+import keras_fer_viz as kfv
+from keras_fer_viz.registry import spec_options
+from keras_fer_viz.spec import (
+    FIGURE_KINDS,
+    METHODS,
+    TRUST_METHODS,
+    SpecError,
+    default_spec_path,
+    load_spec,
+    method_parameters,
+    parse_spec,
+)
 
 GOOD = dict(id="q1", title="T", question="Q", method="saliency", file="q1.png")
 
@@ -67,6 +82,17 @@ BAD = [
     (dict(method="lime", parameters={"segmentation": "watershed"}), "'segmentation' must be"),
     (dict(method="filters", parameters={"filters": [-1]}), "'filters' must be a positive"),
     (dict(parameters=[1]), "key 'parameters' must be a table"),
+    (dict(method="smooth_grad"), "key 'method' must be one of"),  # an alias is not a spec name
+    (
+        dict(method="deletion_insertion", parameters={"methods": ["saliency", "magic"]}),
+        r"'methods' must be \"all\" or a non-empty list of distinct methods from \['saliency'",
+    ),
+    (
+        dict(method="evidence", parameters={"methods": ["saliency", "saliency"]}),
+        "'methods' must be",
+    ),
+    (dict(method="integrated_gradients", parameters={"baseline": "grey"}), "'baseline' must be"),
+    (dict(method="lime", parameters={"kernel_width": 0}), "'kernel_width' must be a number > 0"),
 ]
 
 
@@ -114,3 +140,72 @@ def test_class_names_of_any_data_are_accepted(tmp_path):
     entries = load_spec(path)
     assert entries[0].get("face_class") == "daisy"
     assert entries[1].get("classes") == ["rose", 2]
+
+
+# --- Every registered method (kfv.EXPLAINERS) ---------------------------------------
+
+# A valid value for each parameter a method's entry may set; an option not
+# listed here (a method added later) is given its constructor's default.
+VALUES = dict(
+    classes=["Angry", 3],
+    images_per_class=2,
+    seed=1,
+    layer="conv",
+    reduce="mean",
+    samples=8,
+    noise=0.1,
+    steps=4,
+    baseline=0.5,
+    segmentation="grid",
+    kernel_width=0.5,
+    hide_color=0,
+    segmentation_options={"n_segments": 10},
+    num_features=3,
+    epochs=1,
+)
+
+
+def _value(cls, key):
+    if key in VALUES:
+        return VALUES[key]
+    default = inspect.signature(cls.__init__).parameters[key].default
+    assert default is not None and default is not inspect.Parameter.empty, (cls, key)
+    return default
+
+
+@pytest.mark.parametrize("method", list(kfv.EXPLAINERS))
+def test_the_spec_accepts_every_registered_method_with_its_options(method):
+    cls = kfv.EXPLAINERS[method]
+    allowed = METHODS[method]
+    options = set(spec_options(cls))
+    assert allowed >= {"classes", "images_per_class", "seed"} | options
+    assert ("conv_layer" in allowed) == ("layer" in options or method == "cam")
+    assert allowed == method_parameters(cls)
+    parameters = {k: _value(cls, k) for k in sorted(allowed - {"conv_layer"})}
+    entry = parse_spec(spec_of(method=method, parameters=parameters))[0]
+    assert entry.method == method and entry.parameters == parameters
+    if "conv_layer" in allowed:
+        parameters = {**{k: v for k, v in parameters.items() if k != "layer"}, "conv_layer": 2}
+        assert parse_spec(spec_of(method=method, parameters=parameters))[0].get("conv_layer") == 2
+
+
+def test_methods_and_trust_methods_come_from_the_registry():
+    assert list(METHODS) == [*kfv.EXPLAINERS, *FIGURE_KINDS]
+    assert TRUST_METHODS == tuple(kfv.EXPLAINERS)
+    every = list(kfv.EXPLAINERS)
+    for kind in ("deletion_insertion", "randomization", "evidence"):
+        for methods in ("all", every, every[-1:]):
+            entry = parse_spec(spec_of(method=kind, parameters={"methods": methods}))[0]
+            assert entry.get("methods") == methods
+
+
+def test_importing_the_spec_does_not_import_keras():
+    code = (
+        "import sys\n"
+        "import keras_fer_viz.spec as spec\n"
+        "spec.parse_spec({'figure': [dict(id='c', title='t', question='q',"
+        " method='confusion_matrix', file='c.png')]})\n"
+        "print('keras' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_fer_viz import _io
+from keras_fer_viz.data.fer2013 import EMOTIONS
 from keras_fer_viz.data.synthetic import synthetic_faces
 from keras_fer_viz.models import fer_cnn
 from keras_fer_viz.training import (
@@ -13,6 +14,7 @@ from keras_fer_viz.training import (
     accuracy_table,
     check_data,
     per_class_accuracy,
+    summarize,
     train,
 )
 
@@ -153,3 +155,21 @@ def test_constant_schedule_and_bad_schedule():
     assert float(model.optimizer.learning_rate) == pytest.approx(3e-3)
     with pytest.raises(ValueError, match="schedule 'cosine' or 'constant'. Received: 'step'"):
         train(fer_cnn(width=0.125), faces.images, faces.labels, schedule="step")
+
+
+def test_summarize_counts_and_names_the_classes():
+    model = constant_model(winner=1, num_classes=3)
+    x = np.zeros((6, 8, 8, 1), "float32")
+    y = np.array([0, 1, 1, 1, 2, 2])
+    summary = summarize(model, x, y, class_names=["cat", "dog", "owl"])
+    assert summary["per_class"] == {"cat": 0.0, "dog": 1.0, "owl": 0.0}
+    assert summary["counts"] == {"cat": 1, "dog": 3, "owl": 2}
+    assert summary["overall_accuracy"] == pytest.approx(0.5)
+    assert summary["table"] == accuracy_table(
+        np.array([0.0, 1.0, 0.0]), np.array([1, 3, 2]), ["cat", "dog", "owl"], 0.5
+    )
+    # Without names: the emotions for a 7-class model, numbers otherwise; None for no images.
+    seven = summarize(constant_model(winner=3), np.zeros((2, 8, 8, 1)), np.array([3, 3]))
+    assert list(seven["per_class"]) == list(EMOTIONS) and seven["per_class"]["Happy"] == 1.0
+    assert seven["per_class"]["Angry"] is None
+    assert list(summarize(model, x, y)["per_class"]) == ["0", "1", "2"]

@@ -1,6 +1,7 @@
 """How far to trust each method's maps, on the trained reference CNN.
 
-Every method is checked on held-out synthetic faces, targets = true class:
+Every registered method (kfv.EXPLAINERS) is checked on held-out synthetic
+faces, targets = true class:
 
 - deletion and insertion AUC (Petsiuk et al. 2018; 70 faces, 20 steps,
   removed pixels set to the face's mean, revealed on a blurred face), with
@@ -24,17 +25,7 @@ from __future__ import annotations
 
 from benchmarks._reference import held_out_faces, trained_reference
 from benchmarks._timing import row
-from keras_fer_viz import (
-    CAM,
-    GradCAM,
-    GradCAMPlusPlus,
-    IntegratedGradients,
-    Lime,
-    Saliency,
-    SmoothGrad,
-    gap_head,
-    synthetic_faces,
-)
+from keras_fer_viz import EXPLAINERS, gap_head, synthetic_faces
 from keras_fer_viz.metrics import (
     deletion_curve,
     evidence_scores,
@@ -53,14 +44,13 @@ def run() -> list[dict]:
     few = pick_faces(faces.labels, "all", 2, seed=1)
     train = synthetic_faces(7000, seed=0)
     cam_model = gap_head(model, data=(train.images, train.labels), epochs=5, verbose=0)
+    # Every registered method, with its defaults (LIME: 500 samples per face).
     factories = {
-        "Saliency": (model, Saliency),
-        "SmoothGrad": (model, SmoothGrad),
-        "IntegratedGradients": (model, IntegratedGradients),
-        "GradCAM": (model, GradCAM),
-        "GradCAMPlusPlus": (model, GradCAMPlusPlus),
-        "CAM": (cam_model, CAM),
-        "Lime": (model, lambda m: Lime(m, samples=500, verbose=0)),
+        cls.__name__: (
+            cam_model if name == "cam" else model,
+            (lambda m, cls=cls: cls(m, samples=500, verbose=0)) if name == "lime" else cls,
+        )
+        for name, cls in EXPLAINERS.items()
     }
     noise = random_maps(x, seed=0)
     ref_del = deletion_curve(model, x, noise, y).mean_auc

@@ -19,6 +19,8 @@ the result does not depend on the chunking.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from keras import ops
 
@@ -256,22 +258,26 @@ class ScoreCAM(_LayerGradient):
     w), the map is upsampled (bilinear) to the input size and min-max
     normalised to [0, 1] over its positions (a constant channel gives a
     zero mask), giving a mask ``M_k``; the masked image ``x * M_k`` goes
-    through the model. The weight of channel ``k`` is the paper's increase
-    of confidence ``w_k = p_c(x * M_k) - p_c(0)``: the softmax probability
-    of the target class ``c`` for the masked image minus that for the
-    baseline, the image times an all-zero mask (an all-zero image). The map
-    is ``ReLU(sum_k w_k A_k)`` at the layer's resolution, upsampled to the
-    input size and scaled to [0, 1]. No gradient is used: it is
-    insensitive to saturated or noisy gradients, and costs one forward pass
-    per channel and image (K of them, chunked under the memory bound).
+    through the model. The weight of channel ``k`` is the softmax
+    probability of the target class ``c`` for the masked image,
+    ``w_k = p_c(x * M_k)``. The map is ``ReLU(sum_k w_k A_k)`` at the
+    layer's resolution, upsampled to the input size and scaled to [0, 1].
+    No gradient is used: it is insensitive to saturated or noisy gradients,
+    and costs one forward pass per channel and image (K of them, chunked
+    under the memory bound).
 
-    Follows the paper's equations; implementations differ: the authors'
-    code weights the upsampled masks by ``p_c(x * M_k)`` without the
-    baseline, and pytorch-grad-cam weights by a softmax over channels of
-    the target's raw output for the masked images. Because of the
-    baseline, every weight can be negative (the class is more likely for a
-    blank image than for any masked one, common with untrained models);
-    the map is then blank (all zero).
+    The paper writes the weight as an increase of confidence over a
+    baseline, ``p_c(x * M_k) - p_c(x_b)``; its authors' code leaves the
+    baseline out, as here. The baseline term is the same for every channel,
+    so it only subtracts ``p_c(x_b) sum_k A_k`` from the map, and where the
+    class is about as likely for a blank image as for the masked ones (an
+    untrained or weak model) that pushes every position below zero: a blank
+    map for a model whose score does vary (seen on the Keras-2
+    mini-Xception and MobileNetV3Small). pytorch-grad-cam weights by a
+    softmax over channels of the target's raw output instead. On a layer
+    whose activations are signed (no ReLU after it, such as the last,
+    class-wise convolution of a mini-Xception) the map can be all <= 0: it
+    is then blank, and `explain` warns, naming the layer.
 
     Wang et al. (2020), "Score-CAM: score-weighted visual explanations for
     convolutional neural networks".
@@ -332,7 +338,7 @@ class ScoreCAM(_LayerGradient):
         image = ((None, *self.input_shape), "float32")
         forward = _gradients.forward(self._probe)
 
-        def weighted(x, t, base, activations, channels, valid):
+        def weighted(x, t, activations, channels, valid):
             n, size = ops.shape(x)[0], ops.shape(channels)[0]
             chosen = ops.take(activations, channels, axis=-1)  # (n, h, w, size)
             up = chosen
@@ -351,7 +357,7 @@ class ScoreCAM(_LayerGradient):
             copies = ops.reshape(copies, (n * size, *ops.shape(x)[1:]))
             p = self._probabilities(forward([copies])[-1])
             p = ops.take_along_axis(p, ops.expand_dims(ops.repeat(t, size, axis=0), -1), axis=-1)
-            weights = (ops.reshape(p, (n, size)) - ops.expand_dims(base, 1)) * valid
+            weights = ops.reshape(p, (n, size)) * valid
             return ops.einsum("nhwk,nk->nhw", chosen, weights)
 
         self._weighted = _gradients.compile(
@@ -360,7 +366,6 @@ class ScoreCAM(_LayerGradient):
             [
                 image,
                 ((None,), "int32"),
-                ((None,), "float32"),
                 ((None, h, w, k), "float32"),
                 ((None,), "int32"),
                 ((None,), "float32"),
@@ -376,24 +381,38 @@ class ScoreCAM(_LayerGradient):
         return ops.softmax(scores, axis=-1) if self.score == "logit" else scores
 
     def _layer_map_fn(self):
-        """The clean pass: ``(x, t) -> (activations, targets, baseline probability)``."""
+        """The clean pass: ``(x, t) -> (activations, targets)``."""
         forward = _gradients.forward(self._probe)
 
         def prepare(x, t):
             activations, scores = forward([x])
             _, t = _gradients.gather_scores(scores, t)
-            zero = self._probabilities(forward([ops.zeros_like(x[:1])])[-1])[0]
-            return activations, t, ops.take(zero, t, axis=0)
+            return activations, t
 
         return prepare
 
     def _images_per_call(self, inputs):
         return inputs // self.layer_shape[-1]
 
+    def explain(self, images, target=None, batch_size=None) -> np.ndarray:
+        maps = super().explain(images, target, batch_size)
+        blank = int((maps.reshape(len(maps), -1).max(axis=1) <= 0).sum())
+        if blank:
+            warnings.warn(
+                f"ScoreCAM: {blank} of {len(maps)} maps are blank: every position's weighted "
+                f"activation at layer {self.layer.name!r} is <= 0. Score-CAM's weights are "
+                "probabilities (>= 0), so its map follows the sign of the activations, and this "
+                "layer's are signed (no ReLU after it). Pick a layer whose output has passed a "
+                "ReLU (keras_fer_viz.conv_layers lists the candidates), or use GradCAM here.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return maps
+
     def _explain_chunk(self, x, t, constants, inputs):
-        activations, t, base = self._prepare(x, t)
+        activations, t = self._prepare(x, t)
         total = None
         for channels, valid in _chunks(self.layer_shape[-1], inputs // len(x)):
-            part = self._weighted(x, t, base, activations, channels, valid)
+            part = self._weighted(x, t, activations, channels, valid)
             total = part if total is None else total + part
         return self._fn(x, total)

@@ -216,8 +216,7 @@ def upsample_2x_np(a):
 
 
 def score_cam_oracle(x, activations, target, upsample):
-    """Score-CAM raw maps, step by step in numpy: masks, masked probabilities, weights."""
-    baseline = probabilities_np(np.zeros_like(x[:1]))[0]
+    """Score-CAM raw maps, step by step in numpy: masks, masked probabilities as weights."""
     maps = []
     for i in range(len(x)):
         raw = np.zeros(activations.shape[1:3])
@@ -226,7 +225,7 @@ def score_cam_oracle(x, activations, target, upsample):
             up = upsample(a[None])[0]
             mask = np.zeros_like(up) if a.max() == a.min() else (up - up.min()) / np.ptp(up)
             masked = x[i : i + 1] * mask[None, ..., None]
-            weight = probabilities_np(masked)[0, target[i]] - baseline[target[i]]
+            weight = probabilities_np(masked)[0, target[i]]
             raw += weight * a
         maps.append(raw)
     return np.stack(maps)

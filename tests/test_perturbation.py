@@ -285,31 +285,28 @@ def test_score_cam_is_independent_of_the_batch_size(pooled):
         np.testing.assert_allclose(score_cam.explain(x, batch_size=size), raw, rtol=1e-6, atol=1e-7)
 
 
-@pytest.fixture(scope="module")
-def fer():
-    keras.utils.set_random_seed(0)
-    return kfv.fer_cnn(width=0.25)
-
-
-def test_score_cam_on_fer_cnn(fer):
-    faces = kfv.synthetic_faces(4, seed=3)
-    score_cam = ScoreCAM(fer)
+def test_score_cam_on_the_trained_fer_cnn(fixture_model):
+    """The small trained fer_cnn(width=0.25) of tests/fixtures on synthetic faces."""
+    faces = kfv.synthetic_faces(6, seed=3)
+    score_cam = ScoreCAM(fixture_model)
     assert score_cam.layer.name == "block3_conv2" and score_cam.overlay and score_cam.signed
     maps = score_cam.explain(faces.images)
-    assert maps.shape == (4, 48, 48) and maps.dtype == np.float32
+    assert maps.shape == (6, 48, 48) and maps.dtype == np.float32
     assert np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0
-    assert (maps.max(axis=(1, 2)) == 1.0).all() and (maps.std(axis=(1, 2)) > 0.01).all()
-    predicted = np.argmax(keras.ops.convert_to_numpy(fer(faces.images, training=False)), axis=1)
+    assert np.allclose(maps.max(axis=(1, 2)), 1.0) and (maps.std(axis=(1, 2)) > 0.05).all()
+    # The faces' drawn evidence (the parts that make the expression) gets more.
+    assert maps[faces.evidence].mean() > maps[~faces.evidence].mean() + 0.05
+    predicted = fixture_model.predict(faces.images, verbose=0).argmax(axis=1)
     np.testing.assert_allclose(score_cam.explain(faces.images, target=predicted), maps, atol=1e-6)
     other = score_cam.explain(faces.images, target=(predicted + 1) % 7)
-    assert np.abs(other - maps).max() > 0.05
+    assert (np.abs(other - maps).max(axis=(1, 2)) > 0.3).all()
 
 
-def test_score_cam_errors(fer):
+def test_score_cam_errors(fixture_model):
     with pytest.raises(ValueError, match="spatial output.*'dense1'"):
-        ScoreCAM(fer, layer="dense1")
+        ScoreCAM(fixture_model, layer="dense1")
     with pytest.raises(ValueError, match="score 'logit' or 'probability'"):
-        ScoreCAM(fer, score="loss")
+        ScoreCAM(fixture_model, score="loss")
 
 
 def test_registered():

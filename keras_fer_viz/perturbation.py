@@ -4,7 +4,7 @@
   much the class score drops (Zeiler and Fergus 2014, "Visualizing and
   understanding convolutional networks").
 - `ScoreCAM`: mask the image with each upsampled feature map of a conv
-  layer and weight that map by the rise of the class probability it causes
+  layer and weight that map by the class probability of the masked image
   (Wang et al. 2020, "Score-CAM: score-weighted visual explanations for
   convolutional neural networks").
 

@@ -15,7 +15,8 @@ once per backend) the entries whose `test_backends` name them (about two
 minutes each), and the fresh-process mini-Xception. Every method runs
 on every small model; the six large applications (slow: each method costs
 a trace of several seconds through hundreds of layers on a 2-core CPU) share
-the methods out, each method on two of them, which keeps the TensorFlow run
+the methods out, each method on one of them (a different one for each
+neighbouring method in kfv.EXPLAINERS' order), which keeps the TensorFlow run
 to a few minutes. ``KFV_CONFORMANCE_FULL=1`` runs every method on every
 model, as ``python -m benchmarks.run conformance`` always does.
 
@@ -63,7 +64,7 @@ def _marks(entry):
 
 
 FULL = os.environ.get("KFV_CONFORMANCE_FULL") == "1"
-SHARES = 3  # the large models share the methods out in thirds
+SHARES = 6  # the six large models share the methods out: each method on one
 
 
 def _methods(entry):

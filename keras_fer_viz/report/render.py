@@ -46,12 +46,12 @@ def render_figure(entry: FigureSpec, ctx):
     return draw(entry, ctx)
 
 
-def _draw_maps(entry, ctx, maps_of, draw, title=None):
+def _draw_maps(entry, ctx, explainer, draw, title=None):
     """Explains the entry's faces (for their true class) and draws them with their maps."""
     _, images, labels, predicted, confidence = faces(entry, ctx)
     return draw(
         images,
-        maps_of(images, labels),
+        explainer.explain(images, target=labels),
         labels=labels,
         predictions=predicted,
         confidences=confidence,
@@ -64,7 +64,7 @@ def _map_figure(entry, ctx):
     """Any registered method: its maps over the faces (CAM family) or beside them."""
     explainer = entry_explainer(entry, ctx.model, ctx.output)
     draw = figures.overlay_grid if type(explainer).overlay else figures.saliency_grid
-    return _draw_maps(entry, ctx, lambda x, t: explainer.explain(x, target=t), draw)
+    return _draw_maps(entry, ctx, explainer, draw)
 
 
 def _cam_figure(entry, ctx):
@@ -77,9 +77,7 @@ def _cam_figure(entry, ctx):
             f" (head accuracy {report['head_accuracy']:.2f}, model {report['model_accuracy']:.2f})"
         )
     explainer = build_explainer("cam", model)  # the GAP-head model has the explained output only
-    return _draw_maps(
-        entry, ctx, lambda x, t: explainer.explain(x, target=t), figures.overlay_grid, title
-    )
+    return _draw_maps(entry, ctx, explainer, figures.overlay_grid, title)
 
 
 def _lime_figure(entry, ctx):

@@ -33,7 +33,7 @@ from keras_fer_viz.metrics import (
     random_maps,
     randomization_check,
 )
-from keras_fer_viz.report import pick_faces
+from keras_fer_viz.data import pick_faces
 
 
 def run() -> list[dict]:

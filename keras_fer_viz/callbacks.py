@@ -69,7 +69,7 @@ def probe_faces(images, labels, per_class=1, seed=0, class_names=EMOTIONS):
     >>> images.shape, labels.tolist()
     ((7, 48, 48, 1), [0, 1, 2, 3, 4, 5, 6])
     """
-    from keras_fer_viz.report import pick_faces
+    from keras_fer_viz.data import pick_faces
 
     images, labels = np.asarray(images), np.asarray(labels)
     if len(images) != len(labels):

@@ -29,6 +29,7 @@ import json
 import os
 import threading
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,9 +39,11 @@ import numpy as np
 from keras_fer_viz import _gradients, _io, figures
 from keras_fer_viz._explainer import check_positive_int
 from keras_fer_viz.data.fer2013 import EMOTIONS
+from keras_fer_viz.registry import EXPLAINERS, spec_options
 
 __all__ = [
     "FigureCallback",
+    "MapCallback",
     "SaliencyCallback",
     "GradCAMCallback",
     "CAMCallback",
@@ -373,21 +376,192 @@ class _ProbeCallback(FigureCallback):
         return f"{self.title} after epoch {epoch + 1}"
 
 
-class SaliencyCallback(_ProbeCallback):
-    """Saliency maps of probe faces at the end of every `every` epochs.
+# Figure titles of the methods whose callbacks titled them before the
+# registry; any other method is titled by its class name (XGradCAM, ...).
+_TITLES = {"grad_cam": "Grad-CAM", "grad_cam_plus_plus": "Grad-CAM++"}
+
+
+def _dedicated_callbacks() -> dict:
+    """Method name -> the callback that draws it alone (its figure is no plain map grid)."""
+    return {cls.method: cls for cls in (CAMCallback, LimeCallback)}
+
+
+class MapCallback(_ProbeCallback):
+    """Maps of probe images by any registered method, every `every` epochs.
+
+    The generic map callback: `method` names a method of
+    ``kfv.EXPLAINERS``, and its maps are drawn over the faces
+    (`keras_fer_viz.figures.overlay_grid`) for a coarse map of the CAM
+    family (the method's `overlay` attribute), under them
+    (`keras_fer_viz.figures.saliency_grid`) otherwise. CAM and LIME have
+    callbacks of their own (`CAMCallback`, `LimeCallback`); every other
+    registered method is accepted (`methods()` lists them), including the
+    ones registered after this callback was written. The maps are kept
+    (`epoch_maps`) so a report can show attention forming across epochs.
 
     Args:
         images: probe images (N, H, W, C) as the model takes them (e.g. from
             `probe_faces`).
         labels: their classes, explained (None: the predicted class), or
             None. Defaults to `None`.
-        method: ``"saliency"``, ``"smoothgrad"`` or
-            ``"integrated_gradients"``. Defaults to `"saliency"`.
+        method: the method's name in ``kfv.EXPLAINERS``. Defaults to
+            `"saliency"`.
         class_names: names of the classes. Defaults to `EMOTIONS`.
         output: a multi-output model's output to explain (name or index).
             Defaults to `None`.
+        method_options: options of the method's constructor, e.g.
+            ``{"samples": 16}`` for ``"smoothgrad"`` or ``{"layer":
+            "block2_conv2"}`` for ``"guided_grad_cam"``
+            (`keras_fer_viz.registry.spec_options` lists a method's), or
+            None for its defaults. Defaults to `None`.
+        **kwargs: `FigureCallback` options (out_dir, every, tensorboard_dir,
+            strict, background, name; the name defaults to the method's).
+
+    Raises:
+        ValueError: if `method` is not one this callback draws (the message
+            lists them) or an option is not the method's (the message lists
+            its options).
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> faces = kfv.synthetic_faces(140)
+    >>> images, labels = kfv.callbacks.probe_faces(faces.images, faces.labels)
+    >>> callback = kfv.callbacks.MapCallback(
+    ...     images, labels, method="smoothgrad", method_options={"samples": 16}
+    ... )
+    >>> callback.name, callback.title
+    ('smoothgrad', 'SmoothGrad')
+    >>> "grad_cam" in kfv.callbacks.MapCallback.methods()
+    True
+    """
+
+    #: The folder and summary name; None for the method's name.
+    default_name = None
+    #: The figure title; None for the method's.
+    title = None
+    #: Constructor options that the callback takes as arguments of its own.
+    own_options = ()
+
+    def __init__(
+        self,
+        images,
+        labels=None,
+        method="saliency",
+        class_names=EMOTIONS,
+        output=None,
+        method_options=None,
+        **kwargs,
+    ):
+        self.method = self._check_method(method)
+        explainer = EXPLAINERS[self.method]
+        kwargs["name"] = kwargs.get("name") or self.default_name or self.method
+        super().__init__(images, labels, class_names, output, **kwargs)
+        self.method_options = self._check_options(method_options)
+        self.overlay = bool(explainer.overlay)
+        self.title = type(self).title or _TITLES.get(self.method, explainer.__name__)
+
+    # --- the methods drawn -------------------------------------------------
+    @classmethod
+    def methods(cls) -> tuple:
+        """The names of the registered methods this callback draws, in registry order."""
+        dedicated = _dedicated_callbacks()
+        return tuple(
+            name
+            for name, explainer in EXPLAINERS.items()
+            if name not in dedicated and cls._draws(explainer)
+        )
+
+    @classmethod
+    def _draws(cls, explainer) -> bool:
+        """Whether this callback draws the maps of `explainer` (a registered class)."""
+        return True
+
+    @classmethod
+    def _check_method(cls, method):
+        """The registered name of `method` (aliases resolved); else a ValueError listing them."""
+        explainer = EXPLAINERS.get(method) if isinstance(method, str) else None
+        accepted = cls.methods()
+        if explainer is not None and explainer.name in accepted:
+            return explainer.name
+        hint = ""
+        if explainer is not None:
+            elsewhere = _dedicated_callbacks().get(explainer.name) or next(
+                c
+                for c in (SaliencyCallback, GradCAMCallback, MapCallback)
+                if explainer.name in c.methods()
+            )
+            hint = f" Draw {explainer.name!r} with {elsewhere.__name__}."
+        raise ValueError(
+            f"Expected `method` to be one of the methods of kfv.EXPLAINERS that "
+            f"{cls.__name__} draws: {list(accepted)}. Received: method={method!r}.{hint}"
+        )
+
+    def _check_options(self, options):
+        """`method_options` as a dict, its keys checked against the method's options."""
+        if options is None:
+            return {}
+        if not isinstance(options, Mapping):
+            raise ValueError(
+                f"Expected `method_options` to be a dict of options of {self.method!r}. "
+                f"Received: {type(options).__name__}"
+            )
+        accepted = [o for o in spec_options(EXPLAINERS[self.method]) if o not in self.own_options]
+        unknown = [key for key in options if key not in accepted]
+        if unknown:
+            own = [key for key in unknown if key in self.own_options]
+            hint = (
+                f" Pass {', '.join(f'{k}=' for k in own)} to {type(self).__name__} itself."
+                if own
+                else ""
+            )
+            raise ValueError(
+                f"Expected `method_options` among the options of {self.method!r}: {accepted}. "
+                f"Received: {unknown}.{hint}"
+            )
+        return dict(options)
+
+    # --- the figure ------------------------------------------------------------
+    def _explainer_options(self) -> dict:
+        return dict(self.method_options)
+
+    def build_explainer(self):
+        explainer = EXPLAINERS[self.method]
+        return explainer(self.model, **self._explainer_options(), output=self.output)
+
+    def draw(self, data, epoch):
+        grid = figures.overlay_grid if self.overlay else figures.saliency_grid
+        return self._map_grid(grid, *data, title=self._title(epoch))
+
+
+class SaliencyCallback(MapCallback):
+    """Saliency maps of probe faces at the end of every `every` epochs.
+
+    A `MapCallback` for the pixel-level methods: any registered method
+    whose maps are drawn beside the faces rather than over them (``overlay``
+    False), such as ``"saliency"``, ``"smoothgrad"`` and
+    ``"integrated_gradients"``; `SaliencyCallback.methods()` lists them.
+    Whatever the method, the figures go to the ``saliency`` folder and are
+    titled "Saliency" (pass ``name=`` to keep two apart).
+
+    Args:
+        images: probe images (N, H, W, C) as the model takes them (e.g. from
+            `probe_faces`).
+        labels: their classes, explained (None: the predicted class), or
+            None. Defaults to `None`.
+        method: the method's name in ``kfv.EXPLAINERS``. Defaults to
+            `"saliency"`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
+        output: a multi-output model's output to explain (name or index).
+            Defaults to `None`.
+        method_options: options of the method, as in `MapCallback`.
+            Defaults to `None`.
         **kwargs: `FigureCallback` options (out_dir, every, tensorboard_dir,
             strict, background, name).
+
+    Raises:
+        ValueError: if `method` is not one of `methods()` or an option is
+            not the method's.
 
     Example:
 
@@ -397,80 +571,98 @@ class SaliencyCallback(_ProbeCallback):
     >>> callback = kfv.callbacks.SaliencyCallback(images, labels, out_dir="viz", every=5)
     >>> callback.name
     'saliency'
+    >>> kfv.callbacks.SaliencyCallback.methods()[:3]
+    ('saliency', 'smoothgrad', 'integrated_gradients')
     """
 
     default_name = "saliency"
     title = "Saliency"
 
-    def __init__(
-        self, images, labels=None, method="saliency", class_names=EMOTIONS, output=None, **kwargs
-    ):
-        if method not in ("saliency", "smoothgrad", "integrated_gradients"):
-            raise ValueError(
-                "Expected method 'saliency', 'smoothgrad' or 'integrated_gradients'. "
-                f"Received: {method!r}"
-            )
-        super().__init__(images, labels, class_names, output, **kwargs)
-        self.method = method
-
-    def build_explainer(self):
-        from keras_fer_viz import saliency
-
-        cls = {
-            "saliency": saliency.Saliency,
-            "smoothgrad": saliency.SmoothGrad,
-            "integrated_gradients": saliency.IntegratedGradients,
-        }[self.method]
-        return cls(self.model, output=self.output)
-
-    def draw(self, data, epoch):
-        return self._map_grid(figures.saliency_grid, *data, title=self._title(epoch))
+    @classmethod
+    def _draws(cls, explainer):
+        return not explainer.overlay
 
 
-class GradCAMCallback(_ProbeCallback):
-    """Grad-CAM (or Grad-CAM++) overlays of probe faces every `every` epochs.
+class GradCAMCallback(MapCallback):
+    """Grad-CAM (or another CAM of a layer) over probe faces every `every` epochs.
 
-    The maps are kept (`epoch_maps`) so a report can show attention forming
-    across epochs.
+    A `MapCallback` for the coarse maps of a spatial layer: any registered
+    method drawn over the image (``overlay``) that takes a ``layer``, such
+    as ``"grad_cam"``, ``"grad_cam_plus_plus"``, ``"xgrad_cam"``,
+    ``"hires_cam"``, ``"layer_cam"`` and ``"eigen_cam"``;
+    `GradCAMCallback.methods()` lists them. Whatever the method, the figures
+    go to the ``grad_cam`` folder (pass ``name=`` to keep two apart); the
+    title names the method. The maps are kept (`epoch_maps`) so a report can
+    show attention forming across epochs.
 
     Args:
         images: probe images (N, H, W, C).
         labels: their classes, or None for the predicted ones. Defaults to `None`.
         layer: the spatial layer (see `keras_fer_viz.resolve_layer`), None
             for the last conv layer. Defaults to `None`.
-        plus_plus: use Grad-CAM++. Defaults to `False`.
+        plus_plus: True stands for ``method="grad_cam_plus_plus"`` (kept for
+            older code; prefer `method`); it may not be combined with another
+            method, nor False with that one. Defaults to `None`.
         class_names: names of the classes. Defaults to `EMOTIONS`.
         output: a multi-output model's output to explain (name or index).
             Defaults to `None`.
+        method: the method's name in ``kfv.EXPLAINERS``. Defaults to
+            `"grad_cam"`.
+        method_options: the method's other options (not ``layer``, an
+            argument of its own here), as in `MapCallback`. Defaults to
+            `None`.
         **kwargs: `FigureCallback` options.
+
+    Raises:
+        ValueError: if `method` is not one of `methods()`, contradicts
+            `plus_plus`, or an option is not the method's.
+
+    Example:
+
+    >>> import keras_fer_viz as kfv
+    >>> faces = kfv.synthetic_faces(140)
+    >>> images, labels = kfv.callbacks.probe_faces(faces.images, faces.labels)
+    >>> callback = kfv.callbacks.GradCAMCallback(images, labels, method="xgrad_cam")
+    >>> callback.name, callback.title
+    ('grad_cam', 'XGradCAM')
+    >>> kfv.callbacks.GradCAMCallback(images, plus_plus=True).method
+    'grad_cam_plus_plus'
     """
 
     default_name = "grad_cam"
-    title = "Grad-CAM"
+    own_options = ("layer",)
 
     def __init__(
         self,
         images,
         labels=None,
         layer=None,
-        plus_plus=False,
+        plus_plus=None,
         class_names=EMOTIONS,
         output=None,
+        method="grad_cam",
+        method_options=None,
         **kwargs,
     ):
-        super().__init__(images, labels, class_names, output, **kwargs)
-        self.layer, self.plus_plus = layer, bool(plus_plus)
-        if self.plus_plus:
-            self.title = "Grad-CAM++"
+        name = self._check_method(method)
+        if plus_plus is not None and bool(plus_plus) != (name == "grad_cam_plus_plus"):
+            if not plus_plus or name != "grad_cam":
+                raise ValueError(
+                    f"Expected `plus_plus` to agree with `method`: plus_plus=True means "
+                    f"method='grad_cam_plus_plus'. Received: plus_plus={plus_plus!r}, "
+                    f"method={method!r}. Pass `method` alone."
+                )
+            name = "grad_cam_plus_plus"  # plus_plus=True with the default method
+        super().__init__(images, labels, name, class_names, output, method_options, **kwargs)
+        self.layer = layer
+        self.plus_plus = self.method == "grad_cam_plus_plus"
 
-    def build_explainer(self):
-        from keras_fer_viz.grad_cam import GradCAM, GradCAMPlusPlus
+    @classmethod
+    def _draws(cls, explainer):
+        return bool(explainer.overlay) and "layer" in spec_options(explainer)
 
-        cls = GradCAMPlusPlus if self.plus_plus else GradCAM
-        return cls(self.model, self.layer, output=self.output)
-
-    def draw(self, data, epoch):
-        return self._map_grid(figures.overlay_grid, *data, title=self._title(epoch))
+    def _explainer_options(self):
+        return {**self.method_options, "layer": self.layer}
 
 
 class CAMCallback(_ProbeCallback):
@@ -495,6 +687,8 @@ class CAMCallback(_ProbeCallback):
 
     default_name = "cam"
     title = "CAM"
+    #: The method of ``kfv.EXPLAINERS`` this callback draws.
+    method = "cam"
 
     def __init__(
         self,
@@ -646,6 +840,8 @@ class LimeCallback(_ProbeCallback):
 
     default_name = "lime"
     title = "LIME"
+    #: The method of ``kfv.EXPLAINERS`` this callback draws.
+    method = "lime"
 
     def __init__(
         self,

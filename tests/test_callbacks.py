@@ -1,5 +1,6 @@
 """Tests of keras_fer_viz.callbacks: figures during fit, faults, resumption, distribution."""
 
+import functools
 import glob
 import io
 import json
@@ -16,6 +17,8 @@ from matplotlib.figure import Figure
 
 import keras_fer_viz as kfv
 from keras_fer_viz import callbacks as C
+from keras_fer_viz import figures
+from keras_fer_viz.registry import spec_options
 
 FACES = kfv.synthetic_faces(210, seed=4)
 PROBE, PROBE_LABELS = C.probe_faces(FACES.images, FACES.labels)
@@ -144,6 +147,155 @@ def test_grad_cam_figure_overlays_the_explainers_maps(plus_plus, fixture_model, 
     assert titles == captions(fixture_model, PROBE, OTHER)
     name = "Grad-CAM++" if plus_plus else "Grad-CAM"
     assert fig.get_suptitle() == f"{name} after epoch 1"
+
+
+# The map methods of the registry, found here without asking the callbacks:
+# every registered method but CAM (it needs a GAP head) and LIME (superpixels),
+# which have callbacks of their own; coarse ones of a layer go to GradCAMCallback.
+def _map_methods(overlay):
+    return [
+        name
+        for name, explainer in kfv.EXPLAINERS.items()
+        if name not in ("cam", "lime")
+        and bool(explainer.overlay) == overlay
+        and (not overlay or "layer" in spec_options(explainer))
+    ]
+
+
+SALIENCY_METHODS = _map_methods(overlay=False)
+CAM_METHODS = _map_methods(overlay=True)
+MAP_CASES = [("SaliencyCallback", m) for m in SALIENCY_METHODS] + [
+    ("GradCAMCallback", m) for m in CAM_METHODS
+]
+
+
+def test_the_map_callbacks_draw_the_registered_methods():
+    assert {"saliency", "smoothgrad", "integrated_gradients"} <= set(SALIENCY_METHODS)
+    assert {"grad_cam", "grad_cam_plus_plus"} <= set(CAM_METHODS)
+    assert C.SaliencyCallback.methods() == tuple(SALIENCY_METHODS)
+    assert C.GradCAMCallback.methods() == tuple(CAM_METHODS)
+    assert set(C.MapCallback.methods()) == set(SALIENCY_METHODS) | set(CAM_METHODS)
+
+
+def tiny_model():
+    """Two ReLU convs, GAP, Dense: every map method's needs, at a fraction of fer_cnn's cost."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="conv1")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x), name="tiny")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.fixture(scope="module")
+def one_epoch_of_every_map_method(tmp_path_factory):
+    """One tiny epoch with a callback per registered map method (one fit for all)."""
+    out = tmp_path_factory.mktemp("maps")
+    callbacks = {
+        method: getattr(C, callback)(PROBE, PROBE_LABELS, method=method, name=method, out_dir=out)
+        for callback, method in MAP_CASES
+    }
+    model = tiny_model()
+    model.fit(
+        FACES.images[:32], FACES.labels[:32], epochs=1, verbose=0, callbacks=[*callbacks.values()]
+    )
+    return callbacks, out, model
+
+
+@pytest.mark.parametrize("callback, method", MAP_CASES)
+def test_every_map_method_writes_its_figure_after_an_epoch(
+    callback, method, one_epoch_of_every_map_method
+):
+    callbacks, out, _ = one_epoch_of_every_map_method
+    done = callbacks[method]
+    assert done.failures == []
+    assert done.written == [(1, out / method / "epoch_0001.png")]
+    on_disk = decoded(done.written[0][1].read_bytes())
+    assert on_disk.std() > 10  # drawn, not blank
+    maps = done.epoch_maps()["maps"]
+    assert maps.shape == (1, 7, 48, 48) and 0 <= maps.min() and maps.max() <= 1
+    # Drawn over the faces (one row) for the CAM family, under them otherwise.
+    width, height = grid_size(bool(kfv.EXPLAINERS[method].overlay))
+    assert on_disk.shape == (height, width, 3)
+
+
+@functools.cache
+def grid_size(overlay):
+    """(width, height) in pixels of the probe faces' overlay_grid or saliency_grid."""
+    grid = figures.overlay_grid if overlay else figures.saliency_grid
+    return grid(PROBE, np.zeros(PROBE.shape[:3])).canvas.get_width_height()
+
+
+def test_method_options_reach_the_explainer(one_epoch_of_every_map_method):
+    *_, model = one_epoch_of_every_map_method
+    options = {"samples": 4, "seed": 3}
+    callback = C.SaliencyCallback(PROBE, OTHER, method="smoothgrad", method_options=options)
+    callback.set_model(model)
+    fig = callback.make_figure(0)
+    expected = kfv.SmoothGrad(model, **options).explain(PROBE, target=OTHER)
+    assert (expected.reshape(7, -1).std(axis=1) > 0.01).all()  # maps with content
+    np.testing.assert_allclose(callback.maps_by_epoch[1], expected, atol=1e-5)
+    assert fig.get_suptitle() == "Saliency after epoch 1"
+    layered = C.GradCAMCallback(PROBE, OTHER, layer="conv1", method="layer_cam")
+    layered.set_model(model)
+    fig = layered.make_figure(1)
+    expected = kfv.LayerCAM(model, "conv1").explain(PROBE, target=OTHER)
+    assert (expected.reshape(7, -1).std(axis=1) > 0.01).all()
+    np.testing.assert_allclose(layered.maps_by_epoch[2], expected, atol=1e-5)
+    np.testing.assert_allclose(shown(fig.axes[0], 1), expected[0], atol=1e-5)
+    assert fig.get_suptitle() == "LayerCAM after epoch 2" and layered.name == "grad_cam"
+
+
+def test_map_callback_names_and_draws_by_the_method(tmp_path):
+    maps = np.linspace(0, 1, 7 * 48 * 48).reshape(7, 48, 48)
+    data = (maps, OTHER, np.full(7, 0.5))
+    over = C.MapCallback(PROBE, OTHER, method="xgrad_cam", out_dir=tmp_path)
+    fig = over.draw(data, 0)
+    assert (over.name, fig.get_suptitle()) == ("xgrad_cam", "XGradCAM after epoch 1")
+    np.testing.assert_allclose(shown(fig.axes[0], 1), maps[0])  # over the face
+    under = C.MapCallback(PROBE, OTHER, method="smooth_grad", out_dir=tmp_path)  # an alias
+    fig = under.draw(data, 1)
+    assert (under.name, fig.get_suptitle()) == ("smoothgrad", "SmoothGrad after epoch 2")
+    np.testing.assert_allclose(shown(fig.axes[7]), maps[0])  # under the face
+
+
+def test_a_wrong_method_or_option_is_refused_with_the_accepted_names():
+    for callback, accepted in (
+        (C.SaliencyCallback, SALIENCY_METHODS),
+        (C.GradCAMCallback, CAM_METHODS),
+        (C.MapCallback, SALIENCY_METHODS + CAM_METHODS),
+    ):
+        with pytest.raises(ValueError, match="Received: method='lrp'") as info:
+            callback(PROBE, method="lrp")
+        assert all(repr(name) in str(info.value) for name in accepted), str(info.value)
+        assert "'cam'" not in str(info.value) and "'lime'" not in str(info.value)
+    with pytest.raises(ValueError, match="Draw 'grad_cam' with GradCAMCallback"):
+        C.SaliencyCallback(PROBE, method="grad_cam")
+    with pytest.raises(ValueError, match="Draw 'saliency' with SaliencyCallback"):
+        C.GradCAMCallback(PROBE, method="saliency")
+    with pytest.raises(ValueError, match="Draw 'cam' with CAMCallback"):
+        C.GradCAMCallback(PROBE, method="cam")
+    with pytest.raises(ValueError, match="Draw 'lime' with LimeCallback"):
+        C.MapCallback(PROBE, method="lime")
+    with pytest.raises(ValueError, match="options of 'smoothgrad'") as info:
+        C.SaliencyCallback(PROBE, method="smoothgrad", method_options={"sample": 4})
+    for option in spec_options(kfv.SmoothGrad):
+        assert repr(option) in str(info.value)
+    with pytest.raises(ValueError, match="Pass layer= to GradCAMCallback"):
+        C.GradCAMCallback(PROBE, method_options={"layer": "conv2"})
+
+
+def test_plus_plus_is_grad_cam_plus_plus():
+    assert C.GradCAMCallback(PROBE, plus_plus=True).method == "grad_cam_plus_plus"
+    assert C.GradCAMCallback(PROBE, method="grad_cam_plus_plus", plus_plus=True).plus_plus
+    assert not C.GradCAMCallback(PROBE, method="xgrad_cam", plus_plus=False).plus_plus
+    with pytest.raises(ValueError, match="plus_plus=True, method='xgrad_cam'"):
+        C.GradCAMCallback(PROBE, method="xgrad_cam", plus_plus=True)
+    with pytest.raises(ValueError, match="plus_plus=False, method='grad_cam_plus_plus'"):
+        C.GradCAMCallback(PROBE, method="grad_cam_plus_plus", plus_plus=False)
 
 
 def test_cam_figure_overlays_cam_of_a_gap_head_fitted_on_the_data(fixture_model, tmp_path):
@@ -528,7 +680,7 @@ def test_settings_are_checked_in_the_constructor():
         C.SaliencyCallback(np.zeros((48, 48)))
     with pytest.raises(ValueError, match=r"one integer label per probe image: shape \(7,\)"):
         C.GradCAMCallback(PROBE, labels=[1, 2])
-    with pytest.raises(ValueError, match="method 'saliency', 'smoothgrad'"):
+    with pytest.raises(ValueError, match="SaliencyCallback draws: \\['saliency', 'smoothgrad'"):
         C.SaliencyCallback(PROBE, method="lrp")
     with pytest.raises(ValueError, match="data=\\(x, y\\)"):
         C.CAMCallback(PROBE, data=None)
@@ -543,6 +695,7 @@ def test_settings_are_checked_in_the_constructor():
 def test_only_epoch_and_train_hooks_are_used():
     batch_hooks = [n for n in dir(keras.callbacks.Callback) if "batch" in n]
     for cls in (
+        C.MapCallback,
         C.SaliencyCallback,
         C.GradCAMCallback,
         C.CAMCallback,

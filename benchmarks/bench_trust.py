@@ -26,6 +26,7 @@ from __future__ import annotations
 from benchmarks._reference import held_out_faces, trained_reference
 from benchmarks._timing import row
 from keras_fer_viz import EXPLAINERS, gap_head, synthetic_faces
+from keras_fer_viz.data import pick_faces
 from keras_fer_viz.metrics import (
     deletion_curve,
     evidence_scores,
@@ -33,7 +34,6 @@ from keras_fer_viz.metrics import (
     random_maps,
     randomization_check,
 )
-from keras_fer_viz.data import pick_faces
 
 
 def run() -> list[dict]:

@@ -239,6 +239,20 @@ class Explainer:
         specs = [image, ((None,), "int32"), *constant_specs]
         return _gradients.compile(fn, self.model, specs)
 
+    def _check_baseline(self, baseline) -> np.ndarray:
+        """A reference image in the model's input units, float32, broadcastable to one input."""
+        base = np.asarray(baseline, dtype=np.float32)
+        try:
+            np.broadcast_shapes(base.shape, tuple(d or 1 for d in self.input_shape))
+        except ValueError:
+            raise ValueError(
+                f"Expected a baseline broadcastable to the input shape {self.input_shape}. "
+                f"Received: shape={base.shape}"
+            ) from None
+        if not np.isfinite(base).all():
+            raise ValueError("Expected a finite baseline. Received: NaN or infinity")
+        return base
+
     def _finish_maps(self, raw, size):
         """The raw (N, h, w) map when ``normalize=False``; else >= 0, at `size`, in [0, 1]."""
         if not self.normalize:

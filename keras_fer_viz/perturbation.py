@@ -142,16 +142,7 @@ class Occlusion(Explainer):
         )
         self.patch, self.stride = patch, stride
         self._check_patch(self.input_shape[:2])
-        base = np.asarray(baseline, dtype=np.float32)
-        try:
-            np.broadcast_shapes(base.shape, tuple(d or 1 for d in self.input_shape))
-        except ValueError:
-            raise ValueError(
-                f"Expected a baseline broadcastable to the input shape {self.input_shape}. "
-                f"Received: shape={base.shape}"
-            ) from None
-        if not np.isfinite(base).all():
-            raise ValueError("Expected a finite baseline. Received: NaN or infinity")
+        base = self._check_baseline(baseline)
         self.baseline = base
         self._probe, _ = self._build_probe()
         forward = _gradients.forward(self._probe)

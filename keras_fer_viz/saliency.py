@@ -334,16 +334,7 @@ class IntegratedGradients(_ExpandedGradient):
         super().__init__(
             model, score=score, normalize=normalize, batch_size=batch_size, output=output
         )
-        base = np.asarray(baseline, dtype=np.float32)
-        try:
-            np.broadcast_shapes(base.shape, tuple(d or 1 for d in self.input_shape))
-        except ValueError:
-            raise ValueError(
-                f"Expected a baseline broadcastable to the input shape {self.input_shape}. "
-                f"Received: shape={base.shape}"
-            ) from None
-        if not np.isfinite(base).all():
-            raise ValueError("Expected a finite baseline. Received: NaN or infinity")
+        base = self._check_baseline(baseline)
         self.steps, self.baseline, self._count = steps, base, steps
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         self._alphas = ((nodes + 1) / 2).astype(np.float32)  # nodes on [0, 1]

@@ -108,64 +108,104 @@ def predict(model: keras.Model, images, batch_size=None, output=None) -> np.ndar
     return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 
-def value_and_grad(probe: keras.Model):
+def value_and_grad(probe: keras.Model, wrt=None):
     """Forward and backward pass through a probe model.
+
+    Args:
+        probe: the probe model (the class scores its last output).
+        wrt: indices of the probe's inputs to differentiate with respect to;
+            None for all. The backward pass stops at those inputs: a CAM,
+            which needs the gradient at one layer only, does not pay for the
+            layers below it. Defaults to `None`.
 
     Returns:
         A function ``vg(inputs, targets) -> (outputs, grads, targets)``:
         `inputs` is the list of the probe's inputs, `outputs` the list of its
         outputs (the class scores last), `grads` the gradients of
-        ``sum_i scores[i, targets[i]]`` with respect to each input, and
-        `targets` the targets used. It must run inside `compile`.
+        ``sum_i scores[i, targets[i]]`` with respect to each input (None at
+        the inputs not in `wrt`), and `targets` the targets used. It must run
+        inside `compile`.
     """
     name = backend()
     if name == "tensorflow":
         import tensorflow as tf
 
         def vg(inputs, targets):
-            with tf.GradientTape() as tape:
-                tape.watch(inputs)
+            chosen = _chosen(inputs, wrt)
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch([inputs[i] for i in chosen])
                 outputs = _as_float32(
                     probe(inputs[0] if len(inputs) == 1 else inputs, training=False)
                 )
                 selected, targets = gather_scores(outputs[-1], targets)
                 total = tf.reduce_sum(selected)
-            return outputs, tape.gradient(total, inputs), targets
+            grads = tape.gradient(total, [inputs[i] for i in chosen])
+            return outputs, _spread(grads, chosen, len(inputs)), targets
 
         return vg
     if name == "jax":
         import jax
 
         def vg(inputs, targets):
-            def total(inputs):
-                outputs = _as_float32(
-                    probe(inputs[0] if len(inputs) == 1 else inputs, training=False)
-                )
+            inputs = list(inputs)
+            chosen = _chosen(inputs, wrt)
+
+            def total(variables):
+                full = list(inputs)
+                for i, v in zip(chosen, variables, strict=True):
+                    full[i] = v
+                outputs = _as_float32(probe(full[0] if len(full) == 1 else full, training=False))
                 selected, used = gather_scores(outputs[-1], targets)
                 return ops.sum(selected), (outputs, used)
 
-            (_, (outputs, used)), grads = jax.value_and_grad(total, has_aux=True)(list(inputs))
-            return outputs, grads, used
+            (_, (outputs, used)), grads = jax.value_and_grad(total, has_aux=True)(
+                [inputs[i] for i in chosen]
+            )
+            return outputs, _spread(grads, chosen, len(inputs)), used
 
         return vg
     if name == "torch":
         import torch
 
         def vg(inputs, targets):
+            chosen = _chosen(inputs, wrt)
             with torch.enable_grad():
-                inputs = [x.detach().requires_grad_(True) for x in inputs]
+                inputs = [x.detach().requires_grad_(i in chosen) for i, x in enumerate(inputs)]
                 outputs = _as_float32(
                     probe(inputs[0] if len(inputs) == 1 else inputs, training=False)
                 )
                 selected, used = gather_scores(outputs[-1], targets)
-                grads = torch.autograd.grad(selected.sum(), inputs, allow_unused=True)
+                grads = torch.autograd.grad(
+                    selected.sum(), [inputs[i] for i in chosen], allow_unused=True
+                )
             grads = [
-                torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads, strict=True)
+                torch.zeros_like(inputs[i]) if g is None else g
+                for i, g in zip(chosen, grads, strict=True)
             ]
-            return [o.detach() for o in outputs], grads, used
+            return [o.detach() for o in outputs], _spread(grads, chosen, len(inputs)), used
 
         return vg
     raise RuntimeError(_unsupported(name))
+
+
+def _chosen(inputs, wrt):
+    """The input indices to differentiate: all, or `wrt` checked against the inputs."""
+    if wrt is None:
+        return list(range(len(inputs)))
+    chosen = sorted({int(i) for i in wrt})
+    if not chosen or chosen[0] < 0 or chosen[-1] >= len(inputs):
+        raise ValueError(
+            f"Expected `wrt` to be indices of the probe's {len(inputs)} inputs. Received: {wrt!r}"
+        )
+    return chosen
+
+
+def _spread(grads, chosen, n):
+    """Gradients at the chosen inputs, placed in a list of `n` (None elsewhere)."""
+    out = [None] * n
+    for i, g in zip(chosen, grads, strict=True):
+        out[i] = g
+    return out
 
 
 def grad(fn):

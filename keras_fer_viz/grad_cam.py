@@ -84,7 +84,8 @@ class _LayerGradient(Explainer):
         """``fn(x, t) -> maps`` through the layer (the raw map when not normalising)."""
         h, w, k = self.layer_shape[1:]
         if self.gradient:
-            vg = _gradients.value_and_grad(self._probe)
+            # The gradient at the layer only: nothing below it is differentiated.
+            vg = _gradients.value_and_grad(self._probe, wrt=[1])
 
             def fn(x, t):
                 delta = ops.zeros((ops.shape(x)[0], h, w, k), dtype=x.dtype)

@@ -264,15 +264,16 @@ class GuidedGradCAM(GradCAM):
 
     def _layer_map_fn(self):
         h, w, k = self.layer_shape[1:]
-        vg = _gradients.value_and_grad(self._probe)
+        at_layer = _gradients.value_and_grad(self._probe, wrt=[1])  # Grad-CAM's pass
+        at_pixels = _gradients.value_and_grad(self._probe, wrt=[0])  # the guided pass
 
         def fn(x, t):
             size = tuple(x.shape[1:3])
             delta = ops.zeros((ops.shape(x)[0], h, w, k), dtype=x.dtype)
-            outputs, grads, t = vg([x, delta], t)  # t: the targets used, fixed below
+            outputs, grads, t = at_layer([x, delta], t)  # t: the targets used, fixed below
             cam = ops.relu(self._combine(outputs[0], grads[1]))
             with guided_relus(self._relus):
-                _, guided, _ = vg([x, delta], t)
+                _, guided, _ = at_pixels([x, delta], t)
             pixels = _reduce_channels(guided[0], self.reduce)
             return self._finish_maps(pixels * upsample_maps(cam, size), size)
 

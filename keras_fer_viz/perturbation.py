@@ -67,8 +67,13 @@ class Occlusion(Explainer):
     averaged over the windows that cover it: positive where hiding the
     pixel lowers the class score, negative where it raises it. The class is
     fixed on the clean image (the predicted class when `target` is None).
-    Use it for a model-agnostic check that needs no gradient and no access
-    to the layers; it costs one forward pass per window (about
+    The [0, 1] map shows the magnitude of the drop, ``|drop|`` (as
+    saliency does with gradients): a patch that raises the score is
+    evidence the model uses too, and a ReLU would blank every map of an
+    image no patch lowers (common under global max pooling, where most
+    windows change nothing); ``normalize=False`` keeps the sign. Use it for
+    a model-agnostic check that needs no gradient and no access to the
+    layers; it costs one forward pass per window (about
     ``(H / stride)^2``), and its resolution is the patch's.
 
     Zeiler and Fergus (2014), "Visualizing and understanding convolutional
@@ -87,9 +92,9 @@ class Occlusion(Explainer):
         score: ``"logit"`` (the pre-softmax score, when the model ends in a
             softmax) or ``"probability"``: the score whose drop is
             measured. Defaults to `"logit"`.
-        normalize: True returns the ReLU'd maps scaled to [0, 1]; False the
-            raw signed maps (N, H, W): the mean drop of the score, in its
-            units (logits or probabilities). Defaults to `True`.
+        normalize: True returns the absolute maps scaled to [0, 1]; False
+            the raw signed maps (N, H, W): the mean drop of the score, in
+            its units (logits or probabilities). Defaults to `True`.
         batch_size: model inputs (occluded copies) per compiled call; None
             sizes calls by image size so memory stays bounded, splitting one
             image's windows into chunks when they exceed it. Defaults to
@@ -117,6 +122,7 @@ class Occlusion(Explainer):
 
     name = "occlusion"
     signed = True
+    positive = "abs"
 
     def __init__(
         self,

@@ -69,3 +69,40 @@ def test_the_backend_under_test_is_the_one_asked_for():
 
     assert keras.backend.backend() == os.environ.get("KERAS_BACKEND", "tensorflow")
     assert _gradients.backend() == keras.backend.backend()
+
+
+def test_value_and_grad_differentiates_only_the_inputs_asked_for():
+    # logits = x @ A + d @ B: the gradient of logit t is A[:, t] at x and
+    # B[:, t] at d, for every row.
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(2, 3))
+    x_in, d_in = keras.Input((4,)), keras.Input((2,))
+    dense_x = keras.layers.Dense(3, use_bias=False)
+    dense_d = keras.layers.Dense(3, use_bias=False)
+    probe = keras.Model([x_in, d_in], [keras.layers.Add()([dense_x(x_in), dense_d(d_in)])])
+    dense_x.set_weights([a])
+    dense_d.set_weights([b])
+    x = rng.normal(size=(5, 4)).astype("float32")
+    d = rng.normal(size=(5, 2)).astype("float32")
+    t = np.array([0, 1, 2, 2, 1], np.int32)
+    specs = [((None, 4), "float32"), ((None, 2), "float32"), ((None,), "int32")]
+
+    def run(wrt):
+        vg = _gradients.value_and_grad(probe, wrt=wrt)
+
+        def fn(x, d, t):
+            outputs, grads, _ = vg([x, d], t)
+            present = [g for g in grads if g is not None]
+            return [outputs[-1], *present]
+
+        return _gradients.compile(fn, probe, specs)(x, d, t)
+
+    logits, gx, gd = run(None)
+    np.testing.assert_allclose(logits, x @ a + d @ b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gx, a[:, t].T, rtol=1e-6)
+    np.testing.assert_allclose(gd, b[:, t].T, rtol=1e-6)
+    only_d = run([1])
+    assert len(only_d) == 2  # the gradient at x was not taken
+    np.testing.assert_allclose(only_d[1], b[:, t].T, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"indices of the probe's 2 inputs.*\[2\]"):
+        _gradients.value_and_grad(probe, wrt=[2])([x, d], t)

@@ -68,12 +68,29 @@ def test_occlusion_with_overlapping_windows_averages_them(linear):
     raw = Occlusion(linear, patch=3, stride=2, normalize=False).explain(x, target=1)
     expected = occlusion_oracle(w[..., 0, 1] * x[..., 0], patch=3, stride=2)
     np.testing.assert_allclose(raw, expected, rtol=1e-5, atol=1e-5)
-    # The default map: ReLU'd and scaled by each map's maximum.
+    # The default map: the magnitude, scaled by each map's maximum.
     maps = Occlusion(linear, patch=3, stride=2).explain(x, target=1)
-    positive = np.maximum(expected, 0)
+    positive = np.abs(expected)
     np.testing.assert_allclose(
         maps, positive / positive.max(axis=(1, 2), keepdims=True), rtol=1e-5, atol=1e-5
     )
+
+
+def test_occlusion_map_of_an_image_no_patch_lowers_is_not_blank(linear):
+    # Pixels whose contribution to the class is negative: hiding any window
+    # raises the score, every raw value is < 0. A ReLU'd map would be all
+    # zeros; the [0, 1] map is the magnitude, the raw map keeps the sign.
+    w, _ = kernel(linear)
+    x = (-np.sign(w[..., 1]) * np.abs(images(3, n=1)[0]))[None]  # w * x <= 0 everywhere
+    raw = Occlusion(linear, patch=2, stride=1, normalize=False).explain(x, target=1)
+    expected = occlusion_oracle(w[..., 0, 1] * x[..., 0], patch=2, stride=1)
+    np.testing.assert_allclose(raw, expected, rtol=1e-5, atol=1e-5)
+    assert (expected < 0).all()
+    maps = Occlusion(linear, patch=2, stride=1).explain(x, target=1)
+    np.testing.assert_allclose(
+        maps, -expected / -expected.min(axis=(1, 2), keepdims=True), rtol=1e-5, atol=1e-5
+    )
+    assert maps.max() == pytest.approx(1.0) and maps.min() < 0.9
 
 
 def test_occlusion_baseline(linear):

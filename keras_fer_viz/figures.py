@@ -11,6 +11,7 @@ are safe in callbacks and threads; functions that draw one panel take
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -29,6 +30,7 @@ __all__ = [
     "trust_curves",
     "randomization_grid",
     "evidence_bars",
+    "method_styles",
     "caption",
 ]
 
@@ -495,6 +497,46 @@ def epoch_grid(
     return fig
 
 
+_LINESTYLES = ("-", "--", ":")
+_MARKERS = ("o", "s", "^")
+
+
+def method_styles(names):
+    """A distinct line style per method: ten colours, then the same with new dashes and marks.
+
+    Args:
+        names: method names in the order they are drawn (``"random"`` is
+            the random order: grey and dashed, whatever its place).
+
+    Returns:
+        ``{name: dict(color=, linestyle=, marker=)}`` for `Axes.plot`; the
+        same name at the same place gets the same style in every figure.
+
+    Example:
+
+    >>> from keras_fer_viz.figures import method_styles
+    >>> styles = method_styles([f"m{i}" for i in range(12)] + ["random"])
+    >>> styles["m0"]["color"] == styles["m10"]["color"], styles["m10"]["linestyle"]
+    (True, '--')
+    >>> len({(s["color"], s["linestyle"]) for s in styles.values()})
+    13
+    """
+    colours = matplotlib.colormaps["tab10"].colors
+    styles, i = {}, 0
+    for name in names:
+        if name == "random":
+            styles[name] = dict(color="0.5", linestyle="--", marker="")
+            continue
+        cycle = i // len(colours)
+        styles[name] = dict(
+            color=colours[i % len(colours)],
+            linestyle=_LINESTYLES[cycle % len(_LINESTYLES)] if cycle else "-",
+            marker=_MARKERS[cycle % len(_MARKERS)] if cycle else "",
+        )
+        i += 1
+    return styles
+
+
 def trust_curves(deletion, insertion, title="Deletion and insertion curves"):
     """Mean deletion and insertion curves of several methods, random order beside them.
 
@@ -505,29 +547,36 @@ def trust_curves(deletion, insertion, title="Deletion and insertion curves"):
         title: the figure's title. Defaults to `"Deletion and insertion curves"`.
 
     Returns:
-        A `matplotlib.figure.Figure` with two panels; the legends give each
-        method's mean area under the curve.
+        A `matplotlib.figure.Figure` with two panels; the legends, below the
+        panels so that no curve is hidden, give each method's mean area
+        under the curve. Past ten methods, colours repeat with other dashes
+        and markers (`method_styles`).
     """
-    fig = Figure(figsize=(10, 3.8), dpi=100, layout="constrained")
+    names = list(dict.fromkeys([*deletion, *insertion]))
+    styles = method_styles(names)
+    rows = -(-len(names) // 2)  # legend rows, two columns
+    fig = Figure(figsize=(10, 3.6 + 0.16 * rows), dpi=100, layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, curves, better in ((axes[0], deletion, "lower"), (axes[1], insertion, "higher")):
         if not curves:
             raise ValueError("Expected at least one curve per panel. Received: none")
         kind = next(iter(curves.values())).kind
         for name, curve in curves.items():
-            style = dict(color="0.5", linestyle="--") if name == "random" else {}
             ax.plot(
                 curve.fractions,
                 curve.scores.mean(axis=0),
                 label=f"{name} (AUC {curve.mean_auc:.3f})",
-                **style,
+                markersize=3,
+                **styles[name],
             )
         ax.set_xlabel(f"share of pixels {'removed' if kind == 'deletion' else 'revealed'}")
         ax.set_ylabel("probability of the target")
         ax.set_ylim(0, 1.02)
         ax.set_title(f"{kind} ({better} area is better)", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(
+            fontsize=7, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False
+        )
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -551,17 +600,19 @@ def randomization_grid(image, results, title="Cascading randomisation"):
     if not results:
         raise ValueError("Expected at least one RandomizationResult. Received: none")
     names = list(results)
+    styles = method_styles(names)
     longest = max(len(results[n].layers) for n in names)
     columns = longest + 2
     fig = Figure(
-        figsize=(0.6 * columns + 4.2, 0.8 * len(names) + 1.1), dpi=100, layout="constrained"
+        figsize=(0.6 * columns + 5.4, 0.8 * len(names) + 1.1), dpi=100, layout="constrained"
     )
     grid = fig.add_gridspec(len(names), columns + 5)
     for r, name in enumerate(names):
         result = results[name]
         ax = fig.add_subplot(grid[r, 0])
         _show_image(ax, image)
-        ax.set_ylabel(name, fontsize=7)
+        # Horizontal, beside the face: a long name does not run into the next row's.
+        ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
         for c, maps in enumerate(result.maps):
             ax = fig.add_subplot(grid[r, c + 1])
             ax.imshow(maps[0], cmap=_MAP_CMAP, vmin=0, vmax=1)
@@ -572,13 +623,16 @@ def randomization_grid(image, results, title="Cascading randomisation"):
     ax = fig.add_subplot(grid[:, columns:])
     for name in names:
         correlation = results[name].spearman.mean(axis=1)
-        ax.plot(np.arange(1, len(correlation) + 1), correlation, "o-", ms=3, label=name)
+        style = {**styles[name], "marker": styles[name]["marker"] or "o"}
+        ax.plot(np.arange(1, len(correlation) + 1), correlation, ms=3, label=name, **style)
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xlabel("layers randomised (top first)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("rank correlation to the original map")
     ax.set_ylim(-0.5, 1.05)
-    ax.legend(fontsize=7)
+    # Below zero, where a map that lost its model's trace would sit: the
+    # curves above stay visible.
+    ax.legend(fontsize=7, ncols=2, loc="lower center")
     ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     return fig
@@ -592,25 +646,29 @@ def evidence_bars(scores, title="Maps against the ground truth"):
         title: the figure's title. Defaults to `"Maps against the ground truth"`.
 
     Returns:
-        A `matplotlib.figure.Figure` with two bar panels.
+        A `matplotlib.figure.Figure` with two panels of horizontal bars, one
+        bar per method (first at the top); its height grows with the number
+        of methods, its width does not.
     """
     if not scores:
         raise ValueError("Expected at least one method's scores. Received: none")
     names = list(scores)
     means = [scores[n].mean() for n in names]
-    fig = Figure(figsize=(max(6, 1.3 * len(names) + 2), 3.6), dpi=100, layout="constrained")
-    axes = fig.subplots(1, 2)
+    fig = Figure(figsize=(9, 0.26 * len(names) + 1.4), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, key, label in (
         (axes[0], "pointing", "pointing game (max inside)"),
         (axes[1], "mass", "share of map mass inside"),
     ):
         values = [m[key] for m in means]
-        bars = ax.bar(range(len(names)), values, color="tab:blue")
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
-        ax.axhline(means[0]["chance"], color="tab:red", linestyle="--", label="chance")
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        ax.set_ylim(0, 1.05)
+        bars = ax.barh(range(len(names)), values, color="tab:blue", height=0.7)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+        ax.axvline(means[0]["chance"], color="tab:red", linestyle="--", label="chance")
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_xlim(0, 1.1)
         ax.set_title(label, fontsize=9)
-        ax.legend(fontsize=7)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].invert_yaxis()  # shared: the first method at the top of both
     fig.suptitle(title, fontsize=10)
     return fig

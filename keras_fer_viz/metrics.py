@@ -101,10 +101,8 @@ def _ranks(maps):
     (which differs between backends and machines) does not reorder pixels the
     map scores alike.
     """
-    flat = maps.reshape(len(maps), -1).astype(np.float64)
-    scale = np.abs(flat).max(axis=1, keepdims=True)
-    key = np.round(flat / np.where(scale > 0, scale, 1.0), 4)
-    order = np.argsort(-key, axis=1, kind="stable")
+    flat = maps.reshape(len(maps), -1)
+    order = np.argsort(-_quantized(maps), axis=1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None], axis=1)
     return ranks.reshape(maps.shape).astype(np.int32)
@@ -249,12 +247,25 @@ def insertion_curve(
     return _curve("insertion", model, images, maps, target, steps, fill, batch_size, output)
 
 
+def _quantized(maps):
+    """Each map's values rounded at 1e-4 of its largest magnitude, (N, P) float64."""
+    flat = np.asarray(maps).reshape(len(maps), -1).astype(np.float64)
+    scale = np.abs(flat).max(axis=1, keepdims=True)
+    return np.round(flat / np.where(scale > 0, scale, 1.0), 4)
+
+
 def spearman(a, b) -> np.ndarray:
-    """Spearman rank correlation of each pair of maps, (N,); ties get average ranks."""
+    """Spearman rank correlation of each pair of maps, (N,); ties get average ranks.
+
+    Values are compared at 1e-4 of each map's largest magnitude, as the
+    deletion ranks are: the rounding noise of a near-flat map (a randomised
+    model's), which differs between backends and machines, does not reorder
+    pixels the map scores alike. A constant map correlates 0 with anything.
+    """
     from scipy.stats import rankdata
 
-    a = rankdata(np.asarray(a).reshape(len(a), -1), axis=1)
-    b = rankdata(np.asarray(b).reshape(len(b), -1), axis=1)
+    a = rankdata(_quantized(a), axis=1)
+    b = rankdata(_quantized(b), axis=1)
     a -= a.mean(axis=1, keepdims=True)
     b -= b.mean(axis=1, keepdims=True)
     denom = np.sqrt((a * a).sum(1) * (b * b).sum(1))

@@ -149,6 +149,14 @@ def test_figures_never_touch_pyplot():
     assert out.stdout.strip() == "False"
 
 
+def _curve(kind):
+    from keras_fer_viz.metrics import Curve
+
+    fractions = np.linspace(0, 1, 3)
+    scores = RNG.uniform(size=(2, 3))
+    return Curve(kind, fractions, scores, scores.mean(axis=1), np.array([0, 1]))
+
+
 def test_trust_figures():
     from keras_fer_viz.metrics import Curve, EvidenceScores, RandomizationResult
 
@@ -180,6 +188,32 @@ def test_trust_figures():
     scores = EvidenceScores(np.array([1.0, 0.0]), np.array([0.6, 0.2]), np.array([0.1, 0.1]))
     fig = figures.evidence_bars({"m": scores, "n": scores})
     pointing, mass = fig.axes[:2]
-    assert [b.get_height() for b in pointing.patches[:2]] == [0.5, 0.5]
-    assert mass.patches[0].get_height() == pytest.approx(0.4)
-    assert pointing.lines[0].get_ydata()[0] == pytest.approx(0.1)  # chance
+    assert [b.get_width() for b in pointing.patches[:2]] == [0.5, 0.5]
+    assert mass.patches[0].get_width() == pytest.approx(0.4)
+    assert pointing.lines[0].get_xdata()[0] == pytest.approx(0.1)  # chance
+    assert [t.get_text() for t in pointing.get_yticklabels()] == ["m", "n"]
+    assert pointing.yaxis_inverted()  # the first method at the top
+
+
+def test_method_styles_are_distinct_past_ten_methods():
+    names = [f"method{i}" for i in range(17)]
+    styles = figures.method_styles([*names, "random"])
+    keys = {(s["color"], s["linestyle"], s["marker"]) for s in styles.values()}
+    assert len(keys) == 18
+    assert styles["random"]["color"] == "0.5" and styles["random"]["linestyle"] == "--"
+    # The same names in the same order: the same styles, figure after figure.
+    assert figures.method_styles(names) == {n: styles[n] for n in names}
+    fig = figures.trust_curves(
+        {n: _curve("deletion") for n in names}, {n: _curve("insertion") for n in names}
+    )
+    drawn = {(line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines}
+    assert len(drawn) == 17
+    # The legend sits below its panel: no curve is hidden behind it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legend = fig.axes[0].get_legend().get_window_extent(renderer)
+    panel = fig.axes[0].get_window_extent(renderer)
+    assert legend.y1 <= panel.y0

@@ -237,6 +237,28 @@ def test_spearman():
     np.testing.assert_allclose(spearman(np.zeros((1, 4)), c), [0.0])
 
 
+def test_spearman_ignores_rounding_noise_under_1e_4_of_the_maximum():
+    # A near-flat map, as a randomised model gives: one peak, the rest 0.5
+    # +- 1e-6, whose order is rounding noise. Noise of 3e-5 of the maximum
+    # (seen between backends) must not change its correlation with anything
+    # (0.5 is a rounding point, not a boundary: +-3e-5 rounds back to it).
+    rng = np.random.default_rng(0)
+    flat = 0.5 + rng.normal(scale=1e-6, size=(1, 64))
+    flat[0, 0] = 1.0
+    other = rng.uniform(size=(1, 64))
+    noisy = flat + rng.uniform(-3e-5, 3e-5, size=flat.shape)
+    noisy[0, 0] = 1.0
+    from scipy.stats import spearmanr
+
+    peak_only = (np.arange(64) == 0).astype(float)  # what the map ranks, at 1e-4
+    expected = spearmanr(peak_only, other[0]).statistic
+    np.testing.assert_allclose(spearman(flat, other), [expected], rtol=1e-12)
+    np.testing.assert_allclose(spearman(noisy, other), [expected], rtol=1e-12)
+    # Differences above the resolution still rank: a ramp of step 1e-3.
+    ramp = 1.0 + 1e-3 * np.arange(64.0)[None]
+    np.testing.assert_allclose(spearman(ramp, ramp[:, ::-1]), [-1.0])
+
+
 def test_randomization_works_on_a_copy():
     model = kfv.fer_cnn(width=0.125)
     weights = [w.copy() for w in model.get_weights()]

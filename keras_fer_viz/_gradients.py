@@ -29,6 +29,7 @@ How each backend compiles:
 from __future__ import annotations
 
 import contextlib
+import functools
 import weakref
 
 import keras
@@ -263,7 +264,14 @@ def compile(fn, model: keras.Model, specs):
         import tensorflow as tf
 
         signature = [tf.TensorSpec(shape, dtype) for shape, dtype in specs]
-        compiled = tf.function(fn, input_signature=signature, reduce_retracing=True)
+        # functools.partial: TensorFlow counts traces by the function's code
+        # object, which every explainer of a class shares, so explainers made
+        # one after another (a randomisation check, a report) would each
+        # trace once and yet be warned of "excessive retracing". A partial
+        # has no code object of its own: it is counted by itself.
+        compiled = tf.function(
+            functools.partial(fn), input_signature=signature, reduce_retracing=True
+        )
 
         def call(*args):
             out = compiled(*[np.asarray(a) for a in args])

@@ -150,3 +150,26 @@ def test_errors_reach_explain(reference, faces):
         s.explain(faces.images, batch_size=0)
     with pytest.raises(TypeError, match="Expected a `keras.Model`"):
         kfv.Saliency("model.keras")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow warning")
+def test_explainers_made_one_after_another_raise_no_retracing_warning():
+    # Each explainer traces its function once; TensorFlow counts traces by
+    # code object and, without care, warns of "excessive retracing" from the
+    # sixth explainer of a class on (seen in every demo run).
+    import io
+    import logging
+
+    import tensorflow as tf
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    tf.get_logger().addHandler(handler)
+    try:
+        model = kfv.fer_cnn(width=0.25)
+        faces = kfv.synthetic_faces(2)
+        for _ in range(8):
+            kfv.GradCAM(model).explain(faces.images, faces.labels)
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert "retracing" not in stream.getvalue()

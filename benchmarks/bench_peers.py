@@ -1,14 +1,38 @@
-"""Speed against captum and pytorch-grad-cam, on their own ground: PyTorch.
+"""Speed against captum and pytorch-grad-cam: on their ground (PyTorch) and on ours (JAX, TF).
 
 On Keras' torch backend a Keras model is a `torch.nn.Module`, so captum
 0.9.0 and pytorch-grad-cam 1.5.7 (PyPI ``grad-cam``) run on the very same
 model and images as keras-fer-viz, in the same process. For each shared
 method, the same N images and targets (the true classes) go through ours
 and the peer, alternately, best of k calls after a warm-up call on both
-sides (target: the peer takes >= 2x our time). A second table divides the
-time of each of our gradient methods by that of a bare forward+backward
-pass over the same batch (`torch.autograd.grad` of the target logits with
-respect to the input; target: <= 1.3x).
+sides. A second table divides the time of each of our gradient methods by
+that of a bare forward+backward pass over the same batch
+(`torch.autograd.grad` of the target logits with respect to the input;
+target: <= 1.3x).
+
+Ours is also timed on KERAS_BACKEND=jax and KERAS_BACKEND=tensorflow. A
+keras-fer-viz user picks the Keras backend; the peers can only run on
+torch, where ours runs eager torch passes just as they do (parity is the
+most either side can reach there), while on JAX (``jax.jit``) and
+TensorFlow (``tf.function``) our methods run compiled. The torch process
+saves each model (``model.save(...keras)``), the images and targets of
+each batch size, and our torch maps to a temporary folder; one process per
+backend loads that very model (``keras.saving.load_model``: same weights)
+and those images, and times ``explainer.explain(x, t)`` for each shared
+method, with the same options, skips and batch sizes as the torch rows: a
+warm-up call (which compiles: its time is recorded apart, as compile +
+first call), then best of k. Their maps are checked against ours on torch
+(max abs difference; expected about 1e-5). SmoothGrad draws its noise with
+numpy from the same seed on every backend, so its noise is the same too.
+But gradients through ReLU and max pooling are piecewise: where another
+backend's rounding resolves a near-tie (two values of a pooling window
+within 1e-5 of each other) the other way, a few pixels' gradients go
+elsewhere, and Saliency and SmoothGrad maps can differ there by a few
+percent of the map's maximum. The peer table gives peer/ours for each of our
+backends; the target, the peer taking >= 2x our time, is judged on our
+best backend. The three processes run one after another, so their
+seconds are compared across processes: that holds only on an idle machine
+(the load average at the start and end of each process is recorded).
 
 Both sides explain the pre-softmax logits. Ours does it on the model as
 given (``score="logit"``); the peers get a twin of the model whose last
@@ -40,7 +64,9 @@ at the layer's resolution (the peer's own `get_cam_image` against ours with
 normalised and as returned (pytorch-grad-cam subtracts each map's minimum).
 
 The peers are benchmark-only dependencies (benchmarks/requirements-peers.txt);
-without them, their rows say so. Runs in a subprocess on KERAS_BACKEND=torch.
+without them, their rows say so. `run` starts three subprocesses, one after
+another: KERAS_BACKEND=torch (`measure`: ours and the peers), then jax and
+tensorflow (`measure_compiled`: ours).
 """
 
 from __future__ import annotations
@@ -49,6 +75,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -366,8 +393,14 @@ MODELS = {
 }
 
 
-def measure(models=tuple(MODELS), rounds: int | None = None) -> list[dict]:
-    """The rows, measured in this process (KERAS_BACKEND must be torch)."""
+def measure(models=tuple(MODELS), rounds: int | None = None, folder=None) -> list[dict]:
+    """The rows, measured in this process (KERAS_BACKEND must be torch).
+
+    With a `folder`, each model is saved there (``{name}.keras``), with the
+    images and targets of each batch size (``{name}_{n}.npz``: x, t) and our
+    torch maps of each timed method (``{name}_torch_maps.npz``), for
+    `measure_compiled`.
+    """
     import warnings
 
     import keras
@@ -382,7 +415,8 @@ def measure(models=tuple(MODELS), rounds: int | None = None) -> list[dict]:
     info["kind"] = "info"
     rows, checks = [info], []
     for name in models:
-        rows += _measure_model(name, rounds, checks, **MODELS[name])
+        rows += _measure_model(name, rounds, checks, folder, **MODELS[name])
+    info["checks"], info["load"] = checks, [load, os.getloadavg()[0]]
     info["notes"] = "; ".join(checks) + (
         f"; load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end (2 cores shared "
         "with other jobs: compare the ratios, not the seconds)"
@@ -394,7 +428,7 @@ def _log(r):
     print(f"   {r['case']}: {r['measured']} {r.get('agreement', '')}", file=sys.stderr, flush=True)
 
 
-def _measure_model(name, rounds, checks, images, fewer, skip):
+def _measure_model(name, rounds, checks, folder, images, fewer, skip):
     import numpy as np
     import torch
 
@@ -403,6 +437,11 @@ def _measure_model(name, rounds, checks, images, fewer, skip):
     rows = []
     data = {n: _setup(name, n) for n in {images, *fewer.values()}}
     label, model, x, t = data[images]
+    saved = {}  # our torch maps, for measure_compiled's agreement
+    if folder is not None:
+        model.save(Path(folder) / f"{name}.keras")
+        for n, (_, _, xn, tn) in data.items():
+            np.savez(Path(folder) / f"{name}_{n}.npz", x=xn, t=tn)
     twin = _logits_twin(model)
     layer = kfv.last_conv_layer(model)
     twin_layer = twin.get_layer(layer.name)
@@ -445,6 +484,8 @@ def _measure_model(name, rounds, checks, images, fewer, skip):
         )
         r.update(
             kind="peer",
+            key=name,
+            spec=method,
             model=label,
             method=display,
             peer=peer,
@@ -473,7 +514,7 @@ def _measure_model(name, rounds, checks, images, fewer, skip):
         theirs = theirs.detach().numpy()
         fns, agreement, notes = {"peer": call}, "-", ""
         if explainer is not None:
-            mine = explainer.explain(xm, tm)
+            mine = saved[method] = explainer.explain(xm, tm)
             fns["ours"] = lambda e=explainer, xm=xm, tm=tm: e.explain(xm, tm)
             agreement = f"{_diff(mine, _normalise(theirs, kind)):.1e}"
             if kind == "noise":
@@ -504,7 +545,7 @@ def _measure_model(name, rounds, checks, images, fewer, skip):
             theirs_raw = peer.raw(x_first, targets)
             fns, agreement, notes = {"peer": call}, "-", ""
             if explainer is not None:
-                mine = explainer.explain(xm, tm)
+                mine = saved[method] = explainer.explain(xm, tm)
                 mine_raw = ours(method, normalize=False).explain(xm, tm)
                 fns["ours"] = lambda e=explainer, xm=xm, tm=tm: e.explain(xm, tm)
                 if method == "eigen_cam":
@@ -541,6 +582,9 @@ def _measure_model(name, rounds, checks, images, fewer, skip):
                 notes,
             )
         )
+
+    if folder is not None:
+        np.savez(Path(folder) / f"{name}_torch_maps.npz", **saved)
 
     # ours against the bare forward+backward pass over the same batch
     xt, tt = torch.from_numpy(x), torch.from_numpy(t)
@@ -586,19 +630,203 @@ def _skipped(label, method, why):
     return r
 
 
-def run() -> list[dict]:
-    env = dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="3", TQDM_DISABLE="1")
-    code = "import json, benchmarks.bench_peers as b; print(json.dumps(b.measure()))"
+def _backend_versions(backend):
+    import platform
+
+    import keras
+
+    if backend == "jax":
+        import jax
+
+        devices = ", ".join(sorted({d.platform for d in jax.devices()}))
+        return f"keras {keras.__version__} (jax), jax {jax.__version__} ({devices})"
+    import tensorflow as tf
+
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    return (
+        f"keras {keras.__version__} (tensorflow), tensorflow {tf.__version__} "
+        f"({threads} intra-op threads), Python {platform.python_version()}"
+    )
+
+
+def measure_compiled(folder, models=tuple(MODELS), rounds: int | None = None) -> dict:
+    """Ours on this process's backend (jax or tensorflow), on what `measure` saved in `folder`.
+
+    For each model saved there and each method of CAPTUM and GRAD_CAM (same
+    options, skips and batch sizes as the torch rows): a warm-up call of
+    ``explain(x, t)`` (it compiles; timed apart), then best of k calls, k
+    from the time of the first call after the warm-up (which counts as one
+    of the k, and whose maps are compared with ours on torch).
+
+    Returns:
+        ``{"backend", "versions", "load": [start, end], "results": [...]}``,
+        one result per method: key, spec, seconds, compile_s (compile +
+        first call), rounds, agreement (max abs difference from our torch
+        maps), or error.
+    """
+    import keras
+    import numpy as np
+
+    import keras_fer_viz as kfv
+
+    backend = keras.backend.backend()
+    if backend not in ("jax", "tensorflow"):
+        raise RuntimeError("bench_peers.measure_compiled runs on KERAS_BACKEND=jax or tensorflow")
+    folder = Path(folder)
+    load = os.getloadavg()[0]
+    results = []
+    methods = [(m, options) for m, options, *_ in CAPTUM] + [(m, {}) for m, _ in GRAD_CAM]
+    for name in models:
+        path = folder / f"{name}.keras"
+        if not path.exists():
+            continue
+        spec = MODELS[name]
+        model = keras.saving.load_model(path)
+        torch_maps = dict(np.load(folder / f"{name}_torch_maps.npz"))
+        for method, options in methods:
+            cls = kfv.EXPLAINERS.get(method)
+            if method in spec["skip"] or cls is None:
+                continue
+            n = spec["fewer"].get(method, spec["images"])
+            with np.load(folder / f"{name}_{n}.npz") as data:
+                x, t = data["x"], data["t"]
+            r = dict(key=name, spec=method, backend=backend, images=n)
+            try:
+                explainer = cls(model, **options)
+
+                def call(e=explainer, x=x, t=t):
+                    return e.explain(x, t)
+
+                _, first = _timed(call)  # compiles
+                maps, seconds = _timed(call)
+                k = rounds or _rounds(seconds)
+                best = seconds
+                if k > 1:
+                    best = min(best, _best({"ours": call}, k - 1)["ours"])
+                agreement = _diff(maps, torch_maps[method]) if method in torch_maps else None
+                r.update(seconds=best, compile_s=first, rounds=k, agreement=agreement)
+            except Exception as error:  # noqa: BLE001 - one method failing leaves the others
+                r.update(seconds=None, error=f"{type(error).__name__}: {error}")
+            print(
+                f"   {backend} {name} {method}: {r.get('seconds')} s, "
+                f"first {r.get('compile_s')} s, vs torch {r.get('agreement')} {r.get('error', '')}",
+                file=sys.stderr,
+                flush=True,
+            )
+            results.append(r)
+    return dict(
+        backend=backend,
+        versions=_backend_versions(backend),
+        load=[load, os.getloadavg()[0]],
+        results=results,
+    )
+
+
+BACKENDS = ("jax", "tensorflow")
+
+
+def _subprocess(backend, call):
+    """``call`` (an expression on ``b``, this module) run on `backend`; its JSON, load, rc."""
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", TQDM_DISABLE="1")
+    code = f"import json, benchmarks.bench_peers as b; print(json.dumps({call}))"
+    start = os.getloadavg()[0]
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
     )
+    load = [start, os.getloadavg()[0]]
     if done.returncode != 0:
-        return [row("peers", "not run", "-", False, f"subprocess exited {done.returncode}")]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return None, load, done.returncode
+    return json.loads(done.stdout.strip().splitlines()[-1]), load, 0
 
 
-def _seconds(value):
-    return "not yet available" if value is None else f"{value:.3f}"
+def _merge(rows, compiled, loads):
+    """Ours on jax and tensorflow into the peer rows; pass/fail on our best backend.
+
+    `compiled`: backend -> `measure_compiled`'s dict (None if its process
+    failed); `loads`: backend -> [load average at start, at end].
+    """
+    info = next((r for r in rows if r.get("kind") == "info"), None)
+    found = {}
+    for backend, out in compiled.items():
+        for c in (out or {}).get("results", []):
+            found[backend, c["key"], c["spec"]] = c
+    for r in rows:
+        if r.get("kind") != "peer":
+            continue
+        ratios = {"torch": r["ratio"]}
+        problems = []
+        for backend in BACKENDS:
+            c = found.get((backend, r["key"], r["spec"]), {})
+            seconds = c.get("seconds")
+            r[f"{backend}_s"] = seconds
+            r[f"ratio_{backend}"] = ratios[backend] = None if not seconds else r["peer_s"] / seconds
+            r[f"{backend}_compile_s"] = c.get("compile_s")
+            r[f"{backend}_rounds"] = c.get("rounds")
+            r[f"{backend}_agreement"] = c.get("agreement")
+            if c.get("error"):
+                problems.append(f"{backend}: {c['error']}")
+            elif compiled.get(backend) is None:
+                problems.append(f"{backend}: process failed")
+        r["backend_notes"] = "; ".join(problems)
+        measured = {b: v for b, v in ratios.items() if v is not None}
+        if not measured:
+            continue
+        best = max(measured, key=measured.get)
+        r["best"], r["best_backend"] = measured[best], best
+        r["passed"] = measured[best] >= PEER_BOUND
+        ours = ", ".join(
+            f"{b} {_seconds(r['ours_s'] if b == 'torch' else r[f'{b}_s'])} s"
+            for b in ("torch", *BACKENDS)
+        )
+        r["measured"] = f"ours {ours} vs {r['peer_s']:.3f} s: best {measured[best]:.1f}x ({best})"
+    if info is not None:
+        info["measured"] += "".join(
+            f"; {out['versions']}" for out in compiled.values() if out is not None
+        )
+        info["loads"] = loads
+        info["notes"] = "; ".join(info.get("checks", [])) + "; " + _load_sentence(loads)
+
+
+def _load_sentence(loads):
+    each = ", ".join(f"{b} {a:.1f} -> {z:.1f}" for b, (a, z) in loads.items())
+    return (
+        f"load average (1 min) at the start and end of each process, run one after another: "
+        f"{each} (2 cores: seconds across processes compare only on an idle machine)"
+    )
+
+
+def run(models=tuple(MODELS), rounds: int | None = None) -> list[dict]:
+    """Ours and the peers on torch, then ours on jax and tensorflow, merged into one table."""
+    models = tuple(models)
+    with tempfile.TemporaryDirectory(prefix="bench_peers_") as folder:
+        rows, load, rc = _subprocess("torch", f"b.measure({models!r}, {rounds!r}, {folder!r})")
+        if rows is None:
+            return [row("peers", "not run", "-", False, f"torch subprocess exited {rc}")]
+        loads, compiled, failures = {"torch": load}, {}, []
+        for backend in BACKENDS:
+            call = f"b.measure_compiled({folder!r}, {models!r}, {rounds!r})"
+            out, loads[backend], rc = _subprocess(backend, call)
+            compiled[backend] = out
+            if out is None:
+                failures.append(
+                    row(
+                        f"peers: ours on {backend}",
+                        "not run",
+                        "-",
+                        False,
+                        f"{backend} subprocess exited {rc}",
+                    )
+                )
+    _merge(rows, compiled, loads)
+    return rows + failures
+
+
+def _seconds(value, missing="not yet available"):
+    return missing if value is None else f"{value:.3f}"
+
+
+def _ratio(value):
+    return "-" if value is None else f"{value:.1f}x"
 
 
 def render(name: str, rows: list[dict], command: str) -> str:
@@ -610,28 +838,67 @@ def render(name: str, rows: list[dict], command: str) -> str:
     lines = [f"<!-- bench:{name} -->", f"## {name}", ""]
     where = f"; {info['measured']}" if info else ""
     lines += [f"`{command}` on {when}{where}.", ""]
-    if info:
+    if info and info.get("loads"):
+        lines += [f"Twin check: {'; '.join(info['checks'])}.", ""]
+        load = _load_sentence(info["loads"])
+        lines += [load[0].upper() + load[1:] + ".", ""]
+    elif info:
         lines += [f"Twin check: {info['notes']}.", ""]
     peers = [r for r in rows if r.get("kind") == "peer"]
     lines += [
-        "Ours vs the peer, same model, faces and targets, best of k alternated calls after a "
-        "warm-up (k from 3 to 9, fewer for longer calls); "
-        f"target: peer/ours >= {PEER_BOUND:g}x. Agreement: max abs difference of the "
-        "maps after the same normalisation; CAMs: raw maps at the layer's resolution / final "
-        "maps, both min-max normalised / final maps as returned (pytorch-grad-cam subtracts "
-        "each map's minimum, ours divides by the maximum only).",
+        "Ours vs the peer, same model, faces and targets. The peer runs on torch only; ours "
+        "on torch (same process as the peer, best of k alternated calls after a warm-up, k "
+        "from 3 to 9, fewer for longer calls), and on jax and tensorflow (a process each, run "
+        "right after, on the same saved model and images: best of k after a compiling "
+        "warm-up call). "
+        f"Target: peer/ours >= {PEER_BOUND:g}x on our best backend (best). Agreement (torch "
+        "process): max abs difference of ours on torch and the peer's maps after the same "
+        "normalisation; CAMs: raw maps at the layer's resolution / final maps, both min-max "
+        "normalised / final maps as returned (pytorch-grad-cam subtracts each map's minimum, "
+        "ours divides by the maximum only).",
         "",
-        "| model | method | ours s | peer | peer s | peer/ours | met | k | agreement | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | method | peer | peer s | ours torch s | peer/torch | ours jax s | peer/jax "
+        "| ours tf s | peer/tf | best | met | torch k | agreement | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in peers:
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}x"
         met = {True: "yes", False: "**NO**", None: "-"}[r["passed"]]
+        best = "-" if r.get("best") is None else f"{r['best']:.1f}x ({r['best_backend']})"
         lines.append(
-            f"| {r['model']} | {r['method']} | {_seconds(r['ours_s'])} | {r['peer']} | "
-            f"{r['peer_s']:.3f} | {ratio} | {met} | {r['rounds']} | {r['agreement']} | "
-            f"{r['notes']} |"
+            f"| {r['model']} | {r['method']} | {r['peer']} | {r['peer_s']:.3f} | "
+            f"{_seconds(r['ours_s'])} | {_ratio(r['ratio'])} | "
+            f"{_seconds(r.get('jax_s'), '-')} | {_ratio(r.get('ratio_jax'))} | "
+            f"{_seconds(r.get('tensorflow_s'), '-')} | {_ratio(r.get('ratio_tensorflow'))} | "
+            f"{best} | {met} | {r['rounds']} | {r['agreement']} | {r['notes']} |"
         )
+    compiled = [r for r in peers if any(r.get(f"{b}_rounds") for b in BACKENDS)]
+    compiled += [r for r in peers if r.get("backend_notes") and r not in compiled]
+    if compiled:
+        lines += [
+            "",
+            "Ours on jax and tensorflow: the warm-up call (compiles, then runs: not in the "
+            "timings above), k, and the max abs difference of the maps from ours on torch "
+            "(the same saved model and images; maps in [0, 1]). Gradients through ReLU and max "
+            "pooling are piecewise: where another backend's rounding resolves a near-tie the "
+            "other way, a few pixels' gradients differ (Saliency, SmoothGrad).",
+            "",
+            "| model | method | jax compile+first s | jax k | jax vs torch | "
+            "tf compile+first s | tf k | tf vs torch | notes |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in compiled:
+            cells = []
+            for b in BACKENDS:
+                agreement = r.get(f"{b}_agreement")
+                cells += [
+                    _seconds(r.get(f"{b}_compile_s"), "-"),
+                    str(r.get(f"{b}_rounds") or "-"),
+                    "-" if agreement is None else f"{agreement:.1e}",
+                ]
+            lines.append(
+                f"| {r['model']} | {r['method']} | {' | '.join(cells)} | "
+                f"{r.get('backend_notes', '')} |"
+            )
     bare = [r for r in rows if r.get("kind") == "bare"]
     lines += [
         "",

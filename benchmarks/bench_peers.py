@@ -93,7 +93,7 @@ CAPTUM = [
     ("smoothgrad", {"samples": 25}, "NoiseTunnel(Saliency)", "noise"),
     ("integrated_gradients", {"steps": 32}, "IntegratedGradients", "abs_sum"),
     ("gradient_x_input", {}, "InputXGradient", "abs_sum"),
-    ("occlusion", {"patch": 8, "stride": 4}, "Occlusion", "relu_mean"),
+    ("occlusion", {"patch": 8, "stride": 4}, "Occlusion", "abs_mean"),
 ]
 GRAD_CAM = [
     ("grad_cam", "GradCAM"),
@@ -206,8 +206,8 @@ def _normalise(maps, kind):
         maps = np.abs(maps).max(axis=-1) if maps.ndim == 4 else np.abs(maps)
     elif kind in ("abs_sum", "noise"):
         maps = np.abs(maps.sum(axis=-1) if maps.ndim == 4 else maps)
-    elif kind == "relu_mean":
-        maps = np.maximum(maps.mean(axis=-1) if maps.ndim == 4 else maps, 0.0)
+    elif kind == "abs_mean":  # occlusion: |mean score drop| (ours is |drop| since b64ed80)
+        maps = np.abs(maps.mean(axis=-1) if maps.ndim == 4 else maps)
     elif kind == "relu":
         maps = np.maximum(maps, 0.0)
     peak = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, 1, 1)

@@ -54,6 +54,8 @@ _EXPORTS = {
     "Occlusion": "keras_fer_viz.perturbation",
     "ScoreCAM": "keras_fer_viz.perturbation",
     "EXPLAINERS": "keras_fer_viz.registry",
+    "explain_dataset": "keras_fer_viz.datasets",
+    "DatasetExplanation": "keras_fer_viz.datasets",
 }
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "EXPLAINERS",
     "BestModelCheckpoint",
     "CAM",
+    "DatasetExplanation",
     "EigenCAM",
     "GradCAM",
     "GradCAMPlusPlus",
@@ -80,6 +83,7 @@ __all__ = [
     "adapt_images",
     "all_layers",
     "conv_layers",
+    "explain_dataset",
     "feature_maps",
     "fer_cnn",
     "gap_head",

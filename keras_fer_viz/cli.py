@@ -184,6 +184,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    explain = sub.add_parser(
+        "explain",
+        help="explain every image of a data split with one method: maps and class means",
+        description="Explain every image of a data split with one registered method "
+        "(keras_fer_viz.EXPLAINERS) and average the maps per cell of the confusion matrix. "
+        "DIR gets maps.npy (N, H, W), predictions.npy, labels.npy, class_means.npz "
+        "(class_means (C, C, H, W), counts (C, C), class_names) and class_means.png (rows: "
+        "true class, columns: predicted class). Memory does not grow with the number of "
+        "images; an interrupted run resumes when the same command is run again. Images are "
+        "fitted to the model's input as the report fits them.",
+    )
+    explain.add_argument(
+        "--model", required=True, type=Path, metavar="MODEL", help="a saved Keras model"
+    )
+    explain.add_argument("--data", required=True, metavar="PATH|DIR|synthetic", help=DATA_HELP)
+    _add_data_options(explain)
+    explain.add_argument(
+        "--split",
+        choices=("train", "val", "test", "all"),
+        default="test",
+        help="which images to explain (default: %(default)s, the held-out split)",
+    )
+    explain.add_argument(
+        "--method", default="grad_cam", help="a registered method (default: %(default)s)"
+    )
+    explain.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option of the method, e.g. --option layer=block2_conv2 --option samples=16 "
+        "(VALUE read as JSON when it parses, else as text); repeatable",
+    )
+    explain.add_argument(
+        "--target",
+        choices=("label", "predicted"),
+        default="label",
+        help="explain the true class or the predicted one (default: %(default)s)",
+    )
+    explain.add_argument(
+        "--input-range",
+        type=_pixel_range,
+        nargs=2,
+        default=(0.0, 255.0),
+        metavar=("LOW", "HIGH"),
+        help="the values the model takes for black and white pixels (default: 0 255)",
+    )
+    explain.add_argument(
+        "--output", metavar="NAME|INDEX", help="a multi-output model's classifier output"
+    )
+    explain.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    explain.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=7000,
+        help="synthetic faces drawn for --data synthetic (default: %(default)s)",
+    )
+    explain.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    explain.add_argument(
+        "--allow-unsafe",
+        action="store_true",
+        help="load a model that Keras' safe mode refuses: only for files you trust",
+    )
+    explain.add_argument("--quiet", action="store_true", help="no progress lines")
+
     demo = sub.add_parser(
         "demo",
         help="synthetic faces -> train the reference CNN -> the full report in a folder",
@@ -284,6 +349,8 @@ def main(argv=None) -> int:
             _demo_command(args)
         elif args.command == "report":
             _report_command(args)
+        elif args.command == "explain":
+            _explain_command(args)
     except (ValueError, FileNotFoundError) as err:
         print(f"keras-fer-viz {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -408,6 +475,79 @@ def _report_command(args) -> None:
         verbose=0 if args.quiet else "auto",
     )
     _print_report(result)
+
+
+def _method_options(pairs) -> dict:
+    """--option NAME=VALUE pairs as a dict; a VALUE that parses as JSON is taken as JSON."""
+    options = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"--option: expected NAME=VALUE. Received: {pair!r}")
+        try:
+            options[name] = json.loads(text)
+        except json.JSONDecodeError:
+            options[name] = text
+    return options
+
+
+def _explain_command(args) -> None:
+    import keras
+    import numpy as np
+
+    from keras_fer_viz import _io
+    from keras_fer_viz.data.adapt import adapt_images
+    from keras_fer_viz.data.splits import load_splits
+    from keras_fer_viz.datasets import explain_dataset
+    from keras_fer_viz.figures import class_mean_grid
+    from keras_fer_viz.layers import input_shape
+
+    options = _method_options(args.option)
+    if args.output is not None:
+        options["output"] = _output_arg(args.output)
+    model = load_model(args.model, args.allow_unsafe)
+    keras.utils.set_random_seed(args.seed)
+    splits = load_splits(
+        args.data, samples=args.samples, seed=args.seed, image_size=args.image_size
+    )
+    names = ("train", "val", "test") if args.split == "all" else (args.split,)
+    x = np.concatenate([splits[n][0] for n in names])
+    y = np.concatenate([splits[n][1] for n in names])
+    x, steps = adapt_images(x, (None, *input_shape(model)), tuple(args.input_range))
+    if steps:
+        print(f"Images adapted to the model's input: {', '.join(steps)}.")
+    print(f"Explaining {len(x)} images ({args.split}, {splits['source']}) with {args.method}.")
+    result = explain_dataset(
+        args.method,
+        model,
+        (x, y),
+        target=args.target,
+        out=args.out,
+        verbose=not args.quiet,
+        **options,
+    )
+    class_names = list(splits["class_names"])
+    with _io.atomic_path(args.out / "class_means.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(
+                f,
+                class_means=result.class_means,
+                counts=result.counts,
+                class_names=np.array(class_names),
+            )
+    fig = class_mean_grid(
+        result.class_means,
+        result.counts,
+        class_names,
+        title=f"Mean {args.method} maps, {len(y)} images: true class (rows) x predicted",
+    )
+    with _io.atomic_path(args.out / "class_means.png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    accuracy = np.trace(result.counts) / max(int(result.counts.sum()), 1)
+    print(
+        f"Wrote {args.out / 'maps.npy'} ({len(y)} maps), class_means.npz and class_means.png "
+        f"(accuracy {accuracy:.3f})."
+    )
 
 
 def _print_report(result) -> None:

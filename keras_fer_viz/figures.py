@@ -31,6 +31,7 @@ __all__ = [
     "randomization_grid",
     "evidence_bars",
     "method_styles",
+    "class_mean_grid",
     "caption",
 ]
 
@@ -670,5 +671,65 @@ def evidence_bars(scores, title="Maps against the ground truth"):
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     axes[0].invert_yaxis()  # shared: the first method at the top of both
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def class_mean_grid(class_means, counts, class_names=EMOTIONS, title="Mean maps"):
+    """The mean map of each cell of the confusion matrix: rows true class, columns predicted.
+
+    Args:
+        class_means: (C, C, H, W) mean maps (`DatasetExplanation.class_means`).
+        counts: (C, C) images per cell (`DatasetExplanation.counts`); an
+            empty cell is left blank.
+        class_names: the C class names. Defaults to `EMOTIONS`.
+        title: the figure's title. Defaults to `"Mean maps"`.
+
+    Returns:
+        A `matplotlib.figure.Figure`: one panel per cell, titled with its
+        count, the correct predictions (the diagonal) framed; one colour
+        scale for all (0 to the largest mean), so cells compare.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_fer_viz.figures import class_mean_grid
+    >>> fig = class_mean_grid(np.random.rand(3, 3, 8, 8), np.eye(3, dtype=int) * 5, "abc")
+    >>> len(fig.axes) - 1, fig.axes[0].get_title()  # 9 panels and the colour bar
+    (9, 'n=5')
+    """
+    means = np.asarray(class_means, np.float32)
+    counts = np.asarray(counts)
+    c = len(counts)
+    if means.ndim != 4 or means.shape[:2] != (c, c) or counts.shape != (c, c):
+        raise ValueError(
+            f"Expected class_means (C, C, H, W) and counts (C, C) with the same C. Received: "
+            f"shapes {means.shape} and {counts.shape}"
+        )
+    if len(class_names) != c:
+        raise ValueError(f"Expected {c} class names. Received: {len(class_names)}")
+    top = float(means.max()) if means.size and means.max() > 0 else 1.0
+    fig = Figure(figsize=(1.15 * c + 1.6, 1.15 * c + 0.9), dpi=100, layout="constrained")
+    axes = fig.subplots(c, c, squeeze=False)
+    shown = None
+    for i in range(c):
+        for j in range(c):
+            ax = axes[i, j]
+            _bare(ax)
+            n = int(counts[i, j])
+            if n:
+                shown = ax.imshow(means[i, j], cmap=_MAP_CMAP, vmin=0, vmax=top)
+            ax.set_title(f"n={n}", fontsize=6, pad=2)
+            if i == j:
+                for spine in ax.spines.values():
+                    spine.set_visible(True)
+                    spine.set_edgecolor("tab:green")
+                    spine.set_linewidth(2)
+        axes[i, 0].set_ylabel(class_names[i], fontsize=7)
+        axes[-1, i].set_xlabel(class_names[i], fontsize=7)
+    fig.supylabel("true class", fontsize=8)
+    fig.supxlabel("predicted class", fontsize=8)
+    if shown is not None:
+        fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.6, label="mean relevance")
     fig.suptitle(title, fontsize=10)
     return fig

@@ -217,3 +217,23 @@ def test_method_styles_are_distinct_past_ten_methods():
     legend = fig.axes[0].get_legend().get_window_extent(renderer)
     panel = fig.axes[0].get_window_extent(renderer)
     assert legend.y1 <= panel.y0
+
+
+def test_class_mean_grid_rows_are_true_classes_and_empty_cells_blank():
+    means = np.zeros((3, 3, 4, 4), np.float32)
+    means[0, 1] = 0.5
+    means[2, 2] = 1.0
+    counts = np.array([[2, 1, 0], [0, 0, 0], [0, 0, 4]])
+    fig = figures.class_mean_grid(means, counts, ["a", "b", "c"], title="t")
+    panels = fig.axes[:9]
+    assert [ax.get_title() for ax in panels] == [f"n={n}" for n in counts.ravel()]
+    # An image only where images fell; one colour scale, 0 to the largest mean.
+    assert [len(ax.images) for ax in panels] == [int(n > 0) for n in counts.ravel()]
+    np.testing.assert_array_equal(panels[1].images[0].get_array(), means[0, 1])
+    assert panels[1].images[0].get_clim() == (0.0, 1.0)
+    assert panels[0].get_ylabel() == "a" and panels[6].get_xlabel() == "a"
+    assert (
+        panels[8].spines["top"].get_edgecolor()[:3] != panels[1].spines["top"].get_edgecolor()[:3]
+    )
+    with pytest.raises(ValueError, match="same C"):
+        figures.class_mean_grid(means, counts[:2, :2], ["a", "b"])

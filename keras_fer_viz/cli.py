@@ -93,6 +93,47 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_model_options(p: argparse.ArgumentParser, samples_help: str) -> None:
+    """The options of the commands that explain a saved model on a data source."""
+    p.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        metavar="MODEL",
+        help="a saved Keras model: a .keras file, or a .h5 file from Keras 2 or 3 (loaded "
+        "without its optimizer, which explaining does not need)",
+    )
+    p.add_argument("--data", required=True, metavar="PATH|DIR|synthetic", help=DATA_HELP)
+    _add_data_options(p)
+    p.add_argument(
+        "--input-range",
+        type=_pixel_range,
+        nargs=2,
+        default=(0.0, 255.0),
+        metavar=("LOW", "HIGH"),
+        help="the values the model takes for black and white pixels, e.g. --input-range -1 1 "
+        "or --input-range 0 1 (default: 0 255, raw pixels, as the reference CNN takes)",
+    )
+    p.add_argument(
+        "--output",
+        metavar="NAME|INDEX",
+        help="for a model with several outputs: the classifier output to explain, by name or "
+        "index (the error for a multi-output model without it lists them)",
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--samples", type=_positive_int, default=7000, help=f"{samples_help} (default: %(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--allow-unsafe",
+        action="store_true",
+        help="load a model that Keras' safe mode refuses (it runs code stored in the file, "
+        "e.g. a Lambda layer): only for files you trust",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-fer-viz",
@@ -134,32 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "CAM head. A figure that fails is reported and the others go on. Nothing is written "
         "outside DIR.",
     )
-    report.add_argument(
-        "--model",
-        required=True,
-        type=Path,
-        metavar="MODEL",
-        help="a saved Keras model: a .keras file, or a .h5 file from Keras 2 or 3 (loaded "
-        "without its optimizer, which explaining does not need)",
-    )
-    report.add_argument("--data", required=True, metavar="PATH|DIR|synthetic", help=DATA_HELP)
-    _add_data_options(report)
-    report.add_argument(
-        "--input-range",
-        type=_pixel_range,
-        nargs=2,
-        default=(0.0, 255.0),
-        metavar=("LOW", "HIGH"),
-        help="the values the model takes for black and white pixels, e.g. --input-range -1 1 "
-        "or --input-range 0 1 (default: 0 255, raw pixels, as the reference CNN takes)",
-    )
-    report.add_argument(
-        "--output",
-        metavar="NAME|INDEX",
-        help="for a model with several outputs: the classifier output to explain, by name or "
-        "index (the error for a multi-output model without it lists them)",
-    )
-    report.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    _add_model_options(report, samples_help="synthetic training faces for the CAM head")
     report.add_argument(
         "--spec", type=Path, metavar="FILE", help="a figure spec (default: the packaged one)"
     )
@@ -169,20 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a JSON file of a Keras History.history dict, for the training curves",
     )
-    report.add_argument(
-        "--samples",
-        type=_positive_int,
-        default=7000,
-        help="synthetic training faces for the CAM head (default: %(default)s)",
-    )
-    report.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    report.add_argument(
-        "--allow-unsafe",
-        action="store_true",
-        help="load a model that Keras' safe mode refuses (it runs code stored in the file, "
-        "e.g. a Lambda layer): only for files you trust",
-    )
-    report.add_argument("--quiet", action="store_true", help="no progress bar")
 
     explain = sub.add_parser(
         "explain",
@@ -195,11 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "images; an interrupted run resumes when the same command is run again. Images are "
         "fitted to the model's input as the report fits them.",
     )
-    explain.add_argument(
-        "--model", required=True, type=Path, metavar="MODEL", help="a saved Keras model"
-    )
-    explain.add_argument("--data", required=True, metavar="PATH|DIR|synthetic", help=DATA_HELP)
-    _add_data_options(explain)
+    _add_model_options(explain, samples_help="synthetic faces drawn for --data synthetic")
     explain.add_argument(
         "--split",
         choices=("train", "val", "test", "all"),
@@ -223,31 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
         default="label",
         help="explain the true class or the predicted one (default: %(default)s)",
     )
-    explain.add_argument(
-        "--input-range",
-        type=_pixel_range,
-        nargs=2,
-        default=(0.0, 255.0),
-        metavar=("LOW", "HIGH"),
-        help="the values the model takes for black and white pixels (default: 0 255)",
-    )
-    explain.add_argument(
-        "--output", metavar="NAME|INDEX", help="a multi-output model's classifier output"
-    )
-    explain.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    explain.add_argument(
-        "--samples",
-        type=_positive_int,
-        default=7000,
-        help="synthetic faces drawn for --data synthetic (default: %(default)s)",
-    )
-    explain.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    explain.add_argument(
-        "--allow-unsafe",
-        action="store_true",
-        help="load a model that Keras' safe mode refuses: only for files you trust",
-    )
-    explain.add_argument("--quiet", action="store_true", help="no progress lines")
 
     demo = sub.add_parser(
         "demo",

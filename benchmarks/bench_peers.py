@@ -323,14 +323,9 @@ def _versions(stub_reason):
     import numpy
     import torch
 
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from benchmarks.run import cpu_name
+
+    cpu = cpu_name()
     parts = [
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}",
         f"numpy {numpy.__version__}, keras {keras.__version__} ({keras.backend.backend()}), "

@@ -291,3 +291,102 @@ def test_explain_command_writes_maps_class_means_and_figure(fixture_model, tmp_p
     # A bad option names what was expected, and nothing is written.
     assert cli.main([*argv[:-1], str(tmp_path / "bad"), "--option", "nolayer"]) == 2
     assert "NAME=VALUE" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+# engine="ray": one local Ray instance (two CPUs, so two workers) for the module. Each
+# Ray run starts two actors that import Keras and load the model: some seconds each.
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    # The workers unpickle WhoExplains by reference, so they import this module.
+    here = os.path.dirname(os.path.abspath(__file__))
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": here}},
+    )
+    yield ray
+    ray.shutdown()
+
+
+class WhoExplains(kfv.GradCAM):
+    """GradCAM leaving in folder `log` a file named by the id of each process that explains."""
+
+    def __init__(self, model, layer=None, *, log, batch_size=None):
+        super().__init__(model, layer, batch_size=batch_size)
+        self.log = log
+
+    def explain(self, images, target=None, batch_size=None):
+        open(os.path.join(self.log, str(os.getpid())), "a").close()
+        return super().explain(images, target, batch_size)
+
+
+def same(result, local):
+    np.testing.assert_array_equal(result.counts, local.counts)
+    np.testing.assert_array_equal(result.labels, local.labels)
+    np.testing.assert_array_equal(result.predictions, local.predictions)
+    np.testing.assert_allclose(result.class_means, local.class_means, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ray_with_two_workers_equals_the_local_run(
+    local_ray, fixture_model, faces, expected, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(datasets, "CHUNK", 8)  # 40 images: five chunks for two workers
+    x, y = faces.images, faces.labels
+    local = explain_dataset("grad_cam", fixture_model, (x, y))
+    check(local, expected)
+    log = tmp_path / "pids"
+    log.mkdir()
+    # A model object: saved, and shipped to the workers through Ray's object store.
+    on_ray = explain_dataset(
+        WhoExplains, fixture_model, (x, y), engine="ray", num_workers=2, log=str(log)
+    )
+    same(on_ray, local)
+    check(on_ray, expected)
+    pids = {int(p.name) for p in log.iterdir()}
+    assert len(pids) == 2 and os.getpid() not in pids  # both workers explained, not this one
+
+
+@pytest.mark.slow
+def test_ray_writes_the_local_files_and_an_interrupted_run_resumes(
+    local_ray, fixture_model, faces, expected, tmp_path
+):
+    # 120 images in batches of 16: eight chunks. Two workers hold four in flight, so at
+    # the interrupt (before chunk 6) chunks 0 and 1 have been collected and written.
+    x, y = np.concatenate([faces.images] * 3), np.concatenate([faces.labels] * 3)
+    local = explain_dataset("grad_cam", fixture_model, Interrupted(x, y, 99), out=tmp_path / "a")
+    np.testing.assert_array_equal(local.counts, 3 * expected["counts"])
+    np.testing.assert_allclose(local.class_means, expected["means"], rtol=0, atol=2e-6)
+
+    # A model given by its path: its file is shipped to the workers.
+    path = tmp_path / "model.keras"
+    fixture_model.save(path)
+    out = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):  # num_workers=None: one per CPU of Ray, two
+        explain_dataset("grad_cam", path, Interrupted(x, y, 6), out=out, engine="ray")
+    assert written(out) == ["parts/part-0000000.npz", "parts/part-0000001.npz", "progress.json"]
+    resumed = explain_dataset(
+        "grad_cam", path, Interrupted(x, y, 99), out=out, engine="ray", num_workers=2
+    )
+    same(resumed, local)
+    assert resumed.out == out and written(out) == written(tmp_path / "a")
+    for name in ("predictions.npy", "labels.npy"):
+        np.testing.assert_array_equal(np.load(out / name), np.load(tmp_path / "a" / name))
+    np.testing.assert_allclose(
+        np.load(out / "maps.npy"), np.load(tmp_path / "a" / "maps.npy"), rtol=0, atol=1e-6
+    )
+
+
+def test_bad_engine_arguments_say_what_was_expected(fixture_model, faces, monkeypatch):
+    x, y = faces.images[:6], faces.labels[:6]
+    with pytest.raises(ValueError, match=r"engine in \('local', 'ray'\).*'spark'"):
+        explain_dataset("saliency", fixture_model, (x, y), engine="spark")
+    with pytest.raises(ValueError, match=r"positive int `num_workers` or None.*Received: 0"):
+        explain_dataset("saliency", fixture_model, (x, y), engine="ray", num_workers=0)
+    with pytest.raises(ValueError, match=r"num_workers=None with engine='local'.*engine='ray'"):
+        explain_dataset("saliency", fixture_model, (x, y), num_workers=2)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ImportError, match=r"keras-fer-viz\[ray\]"):
+        explain_dataset("saliency", fixture_model, (x, y), engine="ray")

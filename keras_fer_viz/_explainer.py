@@ -75,9 +75,9 @@ def inputs_per_call(image_shape, batch_size=None) -> int:
         batch_size: an explicit count, or None for the memory bound.
     """
     if batch_size is not None:
-        return int(batch_size)
+        return _gradients.call_size(batch_size)
     h, w = int(image_shape[0]), int(image_shape[1])
-    return max(1, PIXELS_PER_CALL // max(1, h * w))
+    return _gradients.call_size(max(1, PIXELS_PER_CALL // max(1, h * w)))
 
 
 def as_images(images, input_shape, model_name="model") -> np.ndarray:
@@ -237,7 +237,7 @@ class Explainer:
         """`fn(images, targets, *constants)` compiled for this model's input shape."""
         image = ((None, *self.input_shape), "float32")
         specs = [image, ((None,), "int32"), *constant_specs]
-        return _gradients.compile(fn, self.model, specs)
+        return _gradients.compile(fn, self.model, specs, batch=(0, 1))
 
     def _check_baseline(self, baseline) -> np.ndarray:
         """A reference image in the model's input units, float32, broadcastable to one input."""
@@ -299,12 +299,19 @@ class Explainer:
         t = as_targets(target, len(x), self.num_classes)
         batch_size = check_batch_size(batch_size)
         inputs = inputs_per_call(x.shape[1:3], batch_size or self.batch_size)
-        step = max(1, self._images_per_call(inputs))
+        step = _gradients.call_size(self._images_per_call(inputs))
         constants = self._constants(x)
         out = None
         for start in range(0, len(x), step):
             chunk = slice(start, start + step)
-            maps = self._explain_chunk(x[chunk], t[chunk], constants, inputs)
+            xs, ts = x[chunk], t[chunk]
+            n, size = len(xs), _gradients.padded_size(len(xs))
+            if size != n:
+                # JAX: a ragged chunk runs at a padded size (bounded
+                # compiles), with copies of its last image that are cut off.
+                xs = np.concatenate([xs, np.repeat(xs[-1:], size - n, axis=0)])
+                ts = np.concatenate([ts, np.repeat(ts[-1:], size - n)])
+            maps = self._explain_chunk(xs, ts, constants, inputs)[:n]
             if out is None:
                 out = np.empty((len(x),) + maps.shape[1:], np.float32)
             out[start : start + step] = maps

@@ -19,11 +19,19 @@ How each backend compiles:
 - JAX: `jax.jit` of a pure function of the model's variable values (mapped
   onto the model through a `keras.StatelessScope`), so every call sees the
   variables as they are now (a model being trained, or randomised by a
-  sanity check) without tracing again. XLA compiles once per input shape.
+  sanity check) without tracing again. XLA compiles once per input shape,
+  so a call's batch is padded to the next power of two (`padded_size`):
+  any sequence of batch sizes up to B costs at most log2(B) + 1 compiles.
 - PyTorch: eager execution (PyTorch's own way of running a Keras model; no
   graph compiler is needed on CPU), forward-only functions under
   `torch.no_grad`, gradients with `torch.autograd.grad`, which leaves the
   model's parameters' `.grad` untouched.
+
+Several devices: under a `keras.distribution` with a batch axis (JAX's
+`DataParallel`) or inside a `tf.distribute` strategy's scope (TensorFlow), a
+call's batch is split over the devices (padded to a multiple of their
+number) and the variables are read as they are; the results are those of one
+device.
 """
 
 from __future__ import annotations
@@ -45,13 +53,49 @@ __all__ = [
     "gather_scores",
     "predict",
     "no_distribution",
+    "padded_size",
+    "call_size",
 ]
 
 _PREDICT = weakref.WeakKeyDictionary()
 
+#: Pad JAX calls' batches to powers of two (bounded compiles). A switch for the
+#: benchmark that measures what it saves; leave it on.
+PAD_JAX_BATCHES = True
+
 
 def backend() -> str:
     return keras.backend.backend()
+
+
+def padded_size(n: int) -> int:
+    """The batch size a compiled call of `n` inputs runs at.
+
+    On JAX (which compiles once per input shape) the next power of two, and
+    a multiple of the devices a `keras.distribution` splits batches over:
+    any sequence of batch sizes up to B then costs at most log2(B) + 1
+    compiles. On TensorFlow and PyTorch, `n` (neither compiles per size).
+    """
+    n = int(n)
+    if backend() != "jax" or n == 0:
+        return n
+    size = 1 << (n - 1).bit_length() if PAD_JAX_BATCHES else n
+    devices = len(_jax_mesh_devices() or ())
+    if devices > 1:
+        size = -(-size // devices) * devices
+    return size
+
+
+def call_size(step: int) -> int:
+    """Inputs per call for a memory bound of `step`: on JAX the largest power of two in it.
+
+    Padded to `padded_size`, a call never exceeds the bound: a full call is a
+    power of two already, and a ragged last one pads to at most the same.
+    """
+    step = max(1, int(step))
+    if backend() != "jax" or not PAD_JAX_BATCHES:
+        return step
+    return 1 << (step.bit_length() - 1)
 
 
 def gather_scores(scores, targets):
@@ -103,7 +147,9 @@ def predict(model: keras.Model, images, batch_size=None, output=None) -> np.ndar
         probe, _ = build_probe(model, (), score="probability", output=output)
         run = forward(probe)
         shape = (None, *input_shape(model))
-        fn = cache[output] = compile(lambda x: run([x])[-1], model, [(shape, "float32")])
+        fn = cache[output] = compile(
+            lambda x: run([x])[-1], model, [(shape, "float32")], batch=(0,)
+        )
     step = inputs_per_call(images.shape[1:3], batch_size)
     parts = [fn(images[i : i + step]) for i in range(0, len(images), step)]
     return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
@@ -243,7 +289,7 @@ def grad(fn):
     raise RuntimeError(_unsupported(name))
 
 
-def compile(fn, model: keras.Model, specs):
+def compile(fn, model: keras.Model, specs, batch=None):
     """Compiles `fn` once per input signature.
 
     Args:
@@ -252,13 +298,22 @@ def compile(fn, model: keras.Model, specs):
             used at every call, so a model being trained is seen as it is).
         specs: one ``(shape, dtype)`` per argument of `fn`, None for a
             dimension that may change between calls.
+        batch: indices of the arguments whose first axis is the batch (one
+            length in a call), or None. Then every output's first axis is the
+            batch too, and each row of the outputs depends only on the same
+            row of those arguments: the batch may be padded (JAX: to
+            `padded_size`, with copies of its last row, cut off again) and
+            split over the devices of an active `keras.distribution` or
+            `tf.distribute` strategy. Defaults to `None`.
 
     Returns:
         A function of numpy arrays returning numpy arrays (a tuple of them if
         `fn` returns several), with a `trace_count()` method: how many times
         `fn` was traced (TensorFlow: once for any batch size; JAX: once per
-        input shape; PyTorch: never, it runs eagerly).
+        input shape; PyTorch: never, it runs eagerly), and `devices()`: how
+        many devices its last call ran on.
     """
+    batch = () if batch is None else tuple(batch)
     name = backend()
     if name == "tensorflow":
         import tensorflow as tf
@@ -272,25 +327,51 @@ def compile(fn, model: keras.Model, specs):
         compiled = tf.function(
             functools.partial(fn), input_signature=signature, reduce_retracing=True
         )
+        used = [1]
 
         def call(*args):
-            out = compiled(*[np.asarray(a) for a in args])
-            return keras.tree.map_structure(lambda t: t.numpy(), out)
+            args = [np.asarray(a) for a in args]
+            strategy = _tf_strategy() if batch else None
+            if strategy is None:
+                used[0] = 1
+                out = compiled(*args)
+                return keras.tree.map_structure(lambda t: t.numpy(), out)
+            used[0] = replicas = strategy.num_replicas_in_sync
+            n = len(args[batch[0]])
+            args = _pad(args, batch, -(-n // replicas) * replicas)
+            per = len(args[batch[0]]) // replicas
+
+            def shard(context):
+                i = context.replica_id_in_sync_group
+                return tuple(
+                    a[i * per : (i + 1) * per] if k in batch else a for k, a in enumerate(args)
+                )
+
+            values = strategy.experimental_distribute_values_from_function(shard)
+            out = strategy.run(lambda parts: compiled(*parts), args=(values,))
+            out = keras.tree.map_structure(
+                lambda v: np.concatenate(
+                    [t.numpy() for t in strategy.experimental_local_results(v)]
+                )[:n],
+                out,
+            )
+            return out
 
         call.trace_count = compiled.experimental_get_tracing_count
+        call.devices = lambda: used[0]
         return call
     dtypes = [dtype for _, dtype in specs]
     if name == "jax":
         import jax
 
         variables = _variables(model)
-        traces = [0]
+        traces, used = [0], [1]
 
         def pure(values, *args):
             traces[0] += 1
-            # Traced without the user's keras.distribution (DataParallel
-            # shards every layer's batch axis, which a batch of any size
-            # must not need): the explanation runs on one device.
+            # Traced without the user's keras.distribution (its layouts would
+            # constrain every layer's batch axis): the batch is split over the
+            # devices by the sharding of the arguments instead (see below).
             with (
                 no_distribution(),
                 keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))),
@@ -301,10 +382,23 @@ def compile(fn, model: keras.Model, specs):
 
         def call(*args):
             values = [v.value for v in variables]
-            out = jitted(values, *[np.asarray(a, d) for a, d in zip(args, dtypes, strict=True)])
-            return keras.tree.map_structure(np.asarray, out)
+            args = [np.asarray(a, d) for a, d in zip(args, dtypes, strict=True)]
+            n = len(args[batch[0]]) if batch else None
+            if batch:
+                args = _pad(args, batch, padded_size(n))
+            mesh = _jax_mesh() if batch else None
+            if mesh is not None and len(args[batch[0]]) % mesh.size == 0:
+                values, args = _jax_shard(mesh, values, args, batch)
+                used[0] = mesh.size
+            else:
+                used[0] = 1
+            out = keras.tree.map_structure(np.asarray, jitted(values, *args))
+            if batch and len(args[batch[0]]) != n:
+                out = keras.tree.map_structure(lambda a: a[:n], out)
+            return out
 
         call.trace_count = lambda: traces[0]
+        call.devices = lambda: used[0]
         return call
     if name == "torch":
         import torch
@@ -320,16 +414,89 @@ def compile(fn, model: keras.Model, specs):
             return keras.tree.map_structure(lambda t: t.detach().cpu().numpy(), out)
 
         call.trace_count = lambda: 0
+        call.devices = lambda: 1
         return call
     raise RuntimeError(_unsupported(name))
+
+
+def _pad(args, batch, size):
+    """`args` with the batch arguments padded to `size` rows (copies of their last row)."""
+    n = len(args[batch[0]])
+    for k in batch:
+        if len(args[k]) != n:
+            raise ValueError(
+                f"Expected the batch arguments {batch} to have one length. Received: "
+                f"{[len(args[i]) for i in batch]}"
+            )
+    if size == n or n == 0:
+        return args
+    return [
+        np.concatenate([a, np.repeat(a[-1:], size - n, axis=0)]) if k in batch else a
+        for k, a in enumerate(args)
+    ]
+
+
+def _tf_strategy():
+    """The `tf.distribute` strategy whose scope is active (several replicas), or None."""
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context() is False:
+        return None
+    strategy = tf.distribute.get_strategy()
+    return strategy if strategy.num_replicas_in_sync > 1 else None
+
+
+def _jax_mesh_devices():
+    """The devices an active `keras.distribution` splits the batch over (JAX), or None."""
+    distribution = keras.distribution.distribution()
+    if distribution is None or getattr(distribution, "batch_dim_name", None) is None:
+        return None
+    import jax
+
+    if jax.process_count() > 1:  # each process holds its own batch: run on local devices
+        return None
+    mesh = distribution.device_mesh
+    axis = list(mesh.axis_names).index(distribution.batch_dim_name)
+    devices = np.asarray(mesh.devices)
+    return list(np.moveaxis(devices, axis, 0).reshape(devices.shape[axis], -1)[:, 0])
+
+
+def _jax_mesh():
+    """A one-axis `jax.sharding.Mesh` over the batch devices, or None for one device."""
+    devices = _jax_mesh_devices()
+    if devices is None or len(devices) < 2:
+        return None
+    import jax
+
+    resolved = []
+    for device in devices:
+        if isinstance(device, str):
+            platform, _, index = device.partition(":")
+            device = jax.devices(platform)[int(index or 0)]
+        resolved.append(device)
+    return jax.sharding.Mesh(np.array(resolved), ("batch",))
+
+
+def _jax_shard(mesh, values, args, batch):
+    """Variables replicated over the mesh, batch arguments split along their first axis."""
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    split = NamedSharding(mesh, PartitionSpec("batch"))
+    values = jax.device_put(values, replicated)
+    args = [jax.device_put(a, split if k in batch else replicated) for k, a in enumerate(args)]
+    return values, args
 
 
 @contextlib.contextmanager
 def no_distribution():
     """Runs without the user's `keras.distribution` (JAX), restored afterwards.
 
-    Explanations run on one device: DataParallel shards every batch axis, and
-    a batch of any size (7 probe faces) must not need to divide evenly.
+    Compiled functions are traced without it: its layouts would constrain
+    every layer's batch axis to divide evenly between the devices, which a
+    batch of any size (7 probe faces) need not; `compile` splits the batch
+    itself, through the sharding of its arguments.
     """
     current = keras.distribution.distribution()
     if current is None:

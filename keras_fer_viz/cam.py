@@ -330,6 +330,7 @@ def _pooled_features(model, base, *image_sets):
         lambda im: ops.mean(base(im, training=False), axis=(1, 2)),
         base,
         [((None, *input_shape(model)), "float32")],
+        batch=(0,),
     )
     return [_batched(pool, images, model) for images in image_sets]
 
@@ -385,6 +386,7 @@ def _head_report(model, probe, target, head, features_val, x_val, y_val):
         lambda im: probe(im, training=False)[-1],
         probe,
         [((None, *input_shape(model)), "float32")],
+        batch=(0,),
     )
     head_logits = features_val @ head.get_weights()[0] + sum(head.get_weights()[1:])
     head_acc = float((head_logits.argmax(1) == y_val).mean())

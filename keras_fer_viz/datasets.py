@@ -12,8 +12,10 @@ its last completed chunk.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ __all__ = ["DatasetExplanation", "explain_dataset"]
 #: Images per chunk when the data are arrays (a chunk is the unit of resuming).
 CHUNK = 512
 _TARGETS = ("label", "predicted")
+_ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -79,6 +82,8 @@ def explain_dataset(
     target="label",
     out=None,
     batch_size=None,
+    engine="local",
+    num_workers=None,
     verbose="auto",
     **options,
 ) -> DatasetExplanation:
@@ -111,8 +116,18 @@ def explain_dataset(
             keep only the class means. Defaults to `None`.
         batch_size: model inputs per compiled call, passed to the method;
             None sizes calls by image size. Defaults to `None`.
-        verbose: ``"auto"`` (a progress line per chunk when `out` is set),
-            True or False. Defaults to `"auto"`.
+        engine: ``"local"`` (this process; several devices when a
+            ``keras.distribution.DataParallel`` (JAX) or a ``tf.distribute``
+            strategy scope (TensorFlow) is active: each call's batch is split
+            over them) or ``"ray"``: chunks go to Ray actors that each load
+            the model (shipped through Ray's object store) and explain whole
+            chunks; Ray is started locally unless ``ray.init(address=...)``
+            connected to a cluster first. Needs the ``ray`` extra. The result
+            equals the local run's. Defaults to `"local"`.
+        num_workers: Ray actors (one CPU each) for ``engine="ray"``; None
+            for one per CPU of the Ray cluster. Defaults to `None`.
+        verbose: ``"auto"`` (a progress bar when `out` is set), True or
+            False. Defaults to `"auto"`.
         **options: options of the method's constructor (``layer=``,
             ``samples=``, ``output=`` for a multi-output model, ...).
 
@@ -133,7 +148,6 @@ def explain_dataset(
     >>> r.class_means.shape, int(r.counts.sum()), r.labels.shape
     ((7, 7, 48, 48), 14, (14,))
     """
-    from keras_fer_viz import _gradients
     from keras_fer_viz._explainer import check_batch_size
 
     name, cls = _resolve_method(method)
@@ -146,10 +160,11 @@ def explain_dataset(
     unknown = [key for key in options if key not in accepted]
     if unknown:
         raise ValueError(f"Expected options of {name!r} among {accepted}. Received: {unknown}")
+    engine = _check_engine(engine, num_workers)
+    path = model if isinstance(model, (str, Path)) else None
     model = _load(model)
-    explainer = cls(model, batch_size=batch_size, **options)
-    output = options.get("output")
-    num_classes = explainer.num_classes
+    work = _ChunkWork(model, cls, options, batch_size, target)
+    num_classes = work.explainer.num_classes
     chunks = _chunks(data)
     verbose = (out is not None) if verbose == "auto" else bool(verbose)
 
@@ -157,51 +172,216 @@ def explain_dataset(
     if run is not None and run.complete():
         return run.result(name, num_classes)
     done = 0 if run is None else run.completed()
-    sums = counts = None
-    all_pred, all_labels = [], []
-    for index, (x, y) in enumerate(chunks):
-        if index < done:  # written by an earlier, interrupted run
-            maps, pred, labels = run.load(index)
-            if not np.array_equal(labels, _labels(y, len(labels), num_classes, index)):
-                raise ValueError(
-                    f"Expected the data of the interrupted run in {str(run.dir)!r}. Received: "
-                    f"other labels in batch {index}. Pass the same data, or another `out`."
-                )
-        else:
-            x = _images(x, model)
-            labels = _labels(y, len(x), num_classes, index)
-            scores = _gradients.predict(model, x, batch_size=batch_size, output=output)
-            pred = scores.argmax(axis=-1).astype(np.int64)
-            explained = labels if target == "label" else pred
-            maps = np.asarray(explainer.explain(x, explained), np.float32)
-            if run is not None:
-                run.save(index, maps, pred, labels)
-        if sums is None:
-            sums = np.zeros((num_classes, num_classes, *maps.shape[1:]), np.float64)
-            counts = np.zeros((num_classes, num_classes), np.int64)
-        elif maps.shape[1:] != sums.shape[2:]:
-            raise ValueError(
-                f"Expected every batch of images to have the first batch's size "
-                f"{tuple(sums.shape[2:])}. Received: maps of {tuple(maps.shape[1:])} in batch "
-                f"{index}. Resize the images to one size first (kfv.adapt_images)."
-            )
-        _accumulate(sums, counts, maps, labels, pred)
-        all_pred.append(pred)
-        all_labels.append(labels)
-        if verbose:
-            print(
-                f"explain_dataset {name}: {int(counts.sum())} images ({index + 1} chunks)",
-                flush=True,
-            )
+    state = _State(name, num_classes, run, _progress(data, verbose))
+    runner = (
+        _Local(work)
+        if engine == "local"
+        else _ray_runner(model, path, cls, options, batch_size, target, num_workers)
+    )
+    pending = collections.deque()
+    try:
+        for index, (x, y) in enumerate(chunks):
+            if index < done:  # written by an earlier, interrupted run
+                maps, pred, labels = run.load(index)
+                if not np.array_equal(labels, _labels(y, len(labels), num_classes, index)):
+                    raise ValueError(
+                        f"Expected the data of the interrupted run in {str(run.dir)!r}. "
+                        f"Received: other labels in batch {index}. Pass the same data, or "
+                        "another `out`."
+                    )
+                pending.append((index, labels, (maps, pred), False))
+            else:
+                x = _images(x, model)
+                labels = _labels(y, len(x), num_classes, index)
+                pending.append((index, labels, runner.submit(x, labels), True))
+            while len(pending) > runner.window:
+                state.add(*pending.popleft(), runner)
+        while pending:
+            state.add(*pending.popleft(), runner)
+    finally:
+        runner.close()
+    sums, counts = state.sums, state.counts
     if sums is None:
         raise ValueError("Expected at least one image in `data`. Received: none")
     means = (sums / np.maximum(counts, 1)[:, :, None, None]).astype(np.float32)
-    predictions, labels = np.concatenate(all_pred), np.concatenate(all_labels)
+    predictions, labels = np.concatenate(state.predictions), np.concatenate(state.labels)
     if run is not None:
-        run.finish(len(all_pred), predictions, labels, sums.shape[2:])
+        run.finish(len(state.predictions), predictions, labels, sums.shape[2:])
     return DatasetExplanation(
         name, means, counts, predictions, labels, None if out is None else Path(out)
     )
+
+
+class _ChunkWork:
+    """Explains one chunk: the model's predictions, then the maps of the chosen targets."""
+
+    def __init__(self, model, cls, options, batch_size, target):
+        self.model, self.batch_size, self.target = model, batch_size, target
+        self.output = options.get("output")
+        self.explainer = cls(model, batch_size=batch_size, **options)
+
+    def __call__(self, x, labels):
+        from keras_fer_viz import _gradients
+
+        scores = _gradients.predict(self.model, x, batch_size=self.batch_size, output=self.output)
+        pred = scores.argmax(axis=-1).astype(np.int64)
+        explained = labels if self.target == "label" else pred
+        return np.asarray(self.explainer.explain(x, explained), np.float32), pred
+
+
+class _Local:
+    """Chunks explained in this process, one at a time."""
+
+    window = 0  # nothing is left pending: a chunk is done when submitted
+
+    def __init__(self, work):
+        self.work = work
+
+    def submit(self, x, labels):
+        return self.work(x, labels)
+
+    def result(self, handle):
+        return handle
+
+    def close(self):
+        pass
+
+
+class _State:
+    """The running sums, counts and per-image arrays; writes each new chunk of a run."""
+
+    def __init__(self, name, num_classes, run, progress):
+        self.name, self.num_classes, self.run, self.progress = name, num_classes, run, progress
+        self.sums = self.counts = None
+        self.predictions, self.labels = [], []
+
+    def add(self, index, labels, handle, new, runner):
+        maps, pred = runner.result(handle) if new else handle
+        if new and self.run is not None:
+            self.run.save(index, maps, pred, labels)
+        if self.sums is None:
+            c = self.num_classes
+            self.sums = np.zeros((c, c, *maps.shape[1:]), np.float64)
+            self.counts = np.zeros((c, c), np.int64)
+        elif maps.shape[1:] != self.sums.shape[2:]:
+            raise ValueError(
+                f"Expected every batch of images to have the first batch's size "
+                f"{tuple(self.sums.shape[2:])}. Received: maps of {tuple(maps.shape[1:])} in "
+                f"batch {index}. Resize the images to one size first (kfv.adapt_images)."
+            )
+        _accumulate(self.sums, self.counts, maps, labels, pred)
+        self.predictions.append(pred)
+        self.labels.append(labels)
+        if self.progress is not None:
+            self.progress.add(len(labels))
+
+
+def _progress(data, verbose):
+    """A Keras progress bar over the images (its total when the data tell it), or None."""
+    if not verbose:
+        return None
+    import keras
+
+    total = None
+    if _is_arrays(data):
+        total = len(data[0])
+    return keras.utils.Progbar(total, unit_name="image")
+
+
+def _check_engine(engine, num_workers):
+    from keras_fer_viz._explainer import check_positive_int
+
+    if engine not in _ENGINES:
+        raise ValueError(f"Expected engine in {_ENGINES}. Received: engine={engine!r}")
+    check_positive_int(num_workers, "num_workers", allow_none=True)
+    if engine == "local" and num_workers not in (None, 1):
+        raise ValueError(
+            "Expected num_workers=None with engine='local' (one process; several devices are "
+            f"used through keras.distribution). Received: num_workers={num_workers!r}. Pass "
+            "engine='ray' to use several workers."
+        )
+    return engine
+
+
+def _ray_runner(model, path, cls, options, batch_size, target, num_workers):
+    try:
+        import ray
+    except ImportError:
+        raise ImportError(
+            "Expected Ray for engine='ray'. Received: no module named 'ray'. Install it with "
+            "`pip install 'keras-fer-viz[ray]'`, or pass engine='local'."
+        ) from None
+    return _Ray(ray, model, path, cls, options, batch_size, target, num_workers)
+
+
+class _Ray:
+    """Chunks explained by Ray actors, each holding the model (shipped through Ray's store).
+
+    Ray is started locally unless the caller connected first (``ray.init(address=...)``
+    for a cluster). At most two chunks per worker are in flight, so memory stays bounded
+    however long the data; results are taken in the data's order.
+    """
+
+    def __init__(self, ray, model, path, cls, options, batch_size, target, num_workers):
+        import tempfile
+
+        import keras
+
+        self.ray = ray
+        if not ray.is_initialized():
+            # A local instance with a CPU for each worker asked for (each actor
+            # takes one): more workers than cores would otherwise wait forever.
+            cpus = max(os.cpu_count() or 1, num_workers or 0)
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        if num_workers is None:
+            num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        if path is not None:
+            suffix, blob = Path(path).suffix, Path(path).read_bytes()
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                saved = Path(folder) / "model.keras"
+                model.save(saved)
+                suffix, blob = ".keras", saved.read_bytes()
+        blob = ray.put(blob)
+        remote = ray.remote(num_cpus=1)(_RayWorker).options(
+            runtime_env={"env_vars": {"KERAS_BACKEND": keras.backend.backend()}}
+        )
+        self.actors = [
+            remote.remote(blob, suffix, cls, options, batch_size, target)
+            for _ in range(num_workers)
+        ]
+        self.window = 2 * num_workers
+        self.next = 0
+
+    def submit(self, x, labels):
+        actor = self.actors[self.next % len(self.actors)]
+        self.next += 1
+        return actor.explain.remote(x, labels)
+
+    def result(self, handle):
+        return self.ray.get(handle)
+
+    def close(self):
+        for actor in self.actors:
+            self.ray.kill(actor)
+
+
+class _RayWorker:
+    """A Ray actor: loads the model once, then explains the chunks it is sent."""
+
+    def __init__(self, blob, suffix, cls, options, batch_size, target):
+        import tempfile
+
+        import keras
+
+        with tempfile.TemporaryDirectory() as folder:
+            saved = Path(folder) / f"model{suffix}"
+            saved.write_bytes(blob)
+            model = keras.saving.load_model(saved, compile=False)
+        self.work = _ChunkWork(model, cls, options, batch_size, target)
+
+    def explain(self, x, labels):
+        return self.work(x, labels)
 
 
 def _accumulate(sums, counts, maps, labels, predictions):

@@ -81,7 +81,9 @@ def feature_maps(model, layer, images, batch_size=None) -> np.ndarray:
     x = as_images(images, shape, model.name)
     step = inputs_per_call(x.shape[1:3], check_batch_size(batch_size))
     forward = _gradients.forward(probe)
-    fn = _gradients.compile(lambda im: forward([im])[0], model, [((None, *shape), "float32")])
+    fn = _gradients.compile(
+        lambda im: forward([im])[0], model, [((None, *shape), "float32")], batch=(0,)
+    )
     return np.concatenate([fn(x[i : i + step]) for i in range(0, len(x), step)])
 
 
@@ -252,7 +254,7 @@ def maximize_activation(
     # Filters are optimised in chunks of equal size (the last padded with
     # copies of its first filter, so JAX compiles one shape), as many as the
     # memory bound allows; each image depends only on (seed, filter).
-    size = min(len(index), inputs_per_call(shape[:2], batch_size))
+    size = min(_gradients.padded_size(len(index)), inputs_per_call(shape[:2], batch_size))
     chunks = -(-len(index) // size)
     bar = keras.utils.Progbar(steps * chunks, unit_name="step") if verbose else None
     per_call = steps if not verbose else max(1, steps // 10)

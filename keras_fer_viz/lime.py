@@ -266,7 +266,7 @@ class Lime(Explainer):
         probe, _ = self._build_probe()
         forward = _gradients.forward(probe)
         self._predict = _gradients.compile(
-            lambda x: forward([x])[-1], model, [((None, *self.input_shape), "float32")]
+            lambda x: forward([x])[-1], model, [((None, *self.input_shape), "float32")], batch=(0,)
         )
 
     def _segment(self, image):

@@ -140,7 +140,7 @@ def _curve_fn(model, steps_plus_one, shape, output):
         ((steps_plus_one,), "int32"),
         ((None,), "int32"),
     ]
-    compiled = _gradients.compile(fn, model, spec)
+    compiled = _gradients.compile(fn, model, spec, batch=(0, 1, 2, 3, 5))
     import weakref
 
     _CURVE_FNS[key] = (weakref.ref(model), compiled)
@@ -171,7 +171,7 @@ def _curve(kind, model, images, maps, target, steps, fill, batch_size, output):
     fn = _curve_fn(model, steps + 1, tuple(x.shape[1:]), output)
     ranks = _ranks(maps)
     inputs = inputs_per_call(x.shape[1:3], check_batch_size(batch_size))
-    per_call = max(1, inputs // (steps + 1))
+    per_call = _gradients.call_size(inputs // (steps + 1))
     scores = np.concatenate(
         [
             fn(

@@ -195,9 +195,10 @@ class Occlusion(Explainer):
                 ((None,), "float32"),
                 ((1, h, w, c), "float32"),
             ],
+            batch=(0, 1, 2),
         )
         self._fn = _gradients.compile(
-            finish, model, [((None, h, w), "float32"), ((h, w), "float32")]
+            finish, model, [((None, h, w), "float32"), ((h, w), "float32")], batch=(0,)
         )
         self._windows = {}
 
@@ -367,11 +368,13 @@ class ScoreCAM(_LayerGradient):
                 ((None,), "int32"),
                 ((None,), "float32"),
             ],
+            batch=(0, 1, 2),
         )
         self._fn = _gradients.compile(
             lambda x, raw: self._finish_maps(raw, tuple(x.shape[1:3])),
             model,
             [image, ((None, h, w), "float32")],
+            batch=(0, 1),
         )
 
     def _probabilities(self, scores):

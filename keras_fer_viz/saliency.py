@@ -84,16 +84,19 @@ class _ExpandedGradient(_InputGradient):
             total,
             self.model,
             [image, ((None,), "int32"), point_spec, ((None,), "float32")] + list(constant_specs),
+            batch=(0, 1),
         )
         self._fn = _gradients.compile(
             lambda x, g, *c: self._finish(x, g, *c),
             self.model,
             [image, image] + list(constant_specs),
+            batch=(0, 1),
         )
         self._predict = _gradients.compile(
             lambda x, t: _gradients.gather_scores(self._forward([x])[-1], t)[1],
             self.model,
             [image, ((None,), "int32")],
+            batch=(0, 1),
         )
 
     def _images_per_call(self, inputs):

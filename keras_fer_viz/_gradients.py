@@ -331,6 +331,7 @@ def compile(fn, model: keras.Model, specs, batch=None):
 
         def call(*args):
             args = [np.asarray(a) for a in args]
+            _batch_length(args, batch)
             strategy = _tf_strategy() if batch else None
             if strategy is None:
                 used[0] = 1
@@ -404,6 +405,7 @@ def compile(fn, model: keras.Model, specs, batch=None):
         import torch
 
         def call(*args):
+            _batch_length(args, batch)
             with torch.no_grad():
                 out = fn(
                     *[
@@ -419,15 +421,21 @@ def compile(fn, model: keras.Model, specs, batch=None):
     raise RuntimeError(_unsupported(name))
 
 
+def _batch_length(args, batch):
+    """The length the batch arguments share (None without any); else a ValueError."""
+    if not batch:
+        return None
+    lengths = [len(args[k]) for k in batch]
+    if len(set(lengths)) > 1:
+        raise ValueError(
+            f"Expected the batch arguments {batch} to have one length. Received: {lengths}"
+        )
+    return lengths[0]
+
+
 def _pad(args, batch, size):
     """`args` with the batch arguments padded to `size` rows (copies of their last row)."""
-    n = len(args[batch[0]])
-    for k in batch:
-        if len(args[k]) != n:
-            raise ValueError(
-                f"Expected the batch arguments {batch} to have one length. Received: "
-                f"{[len(args[i]) for i in batch]}"
-            )
+    n = _batch_length(args, batch)
     if size == n or n == 0:
         return args
     return [

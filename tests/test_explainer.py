@@ -7,6 +7,7 @@ import tiny_models
 import zoo
 
 import keras_fer_viz as kfv
+from keras_fer_viz import _gradients
 from keras_fer_viz._explainer import as_images, as_targets
 
 # Every registered method but CAM (it needs a GAP head: tests/test_cam.py) and
@@ -95,12 +96,80 @@ def test_the_callers_model_is_not_modified(reference, faces):
 
 
 def test_a_compiled_function_is_traced_once_per_explainer(reference, faces):
-    """TensorFlow: once for every batch size; JAX: once per batch size; PyTorch: eager."""
+    """TensorFlow: once for every batch size; JAX: once per power of two; PyTorch: eager."""
     s = kfv.Saliency(reference)
-    for n in (1, 3, 7, 3, 1):
+    for n in (1, 3, 7, 3, 1, 4):
         s.explain(faces.images[:n])
-    expected = {"tensorflow": 1, "jax": 3, "torch": 0}[keras.backend.backend()]
+    expected = {"tensorflow": 1, "jax": 3, "torch": 0}[keras.backend.backend()]  # 1, 4, 8
     assert s._fn.trace_count() == expected
+
+
+def test_padded_and_call_sizes():
+    jax = keras.backend.backend() == "jax"
+    sizes = [1, 2, 3, 5, 8, 9, 100, 129]
+    padded = [1, 2, 4, 8, 8, 16, 128, 256] if jax else sizes
+    assert [_gradients.padded_size(n) for n in sizes] == padded
+    assert _gradients.padded_size(0) == 0
+    # A memory bound of `step` inputs: on JAX the largest power of two in it,
+    # so that a ragged call padded to `padded_size` never exceeds it.
+    assert [_gradients.call_size(n) for n in (1, 3, 8, 100, 0)] == (
+        [1, 2, 8, 64, 1] if jax else [1, 3, 8, 100, 1]
+    )
+    for step in range(1, 70):
+        size = _gradients.call_size(step)
+        assert size <= step and all(_gradients.padded_size(n) <= size for n in range(1, size))
+
+
+def test_a_compiled_batch_is_padded_and_cut_back():
+    """Rows of a batch argument are padded with the last row; outputs are cut to the batch."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    seen = []
+
+    def fn(x, scale):
+        seen.append(tuple(x.shape))
+        return keras.ops.sum(x, axis=1) * scale, x * 2.0
+
+    call = _gradients.compile(fn, model, [((None, 2), "float32"), ((), "float32")], batch=(0,))
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    total, doubled = call(x, np.float32(3.0))
+    np.testing.assert_array_equal(total, [3.0, 15.0, 27.0, 39.0, 51.0])
+    np.testing.assert_array_equal(doubled, 2 * x)
+    if keras.backend.backend() == "jax":
+        assert seen == [(8, 2)]  # traced once, at the padded size
+    with pytest.raises(ValueError, match=r"batch arguments \(0, 1\) to have one length"):
+        _gradients.compile(lambda a, b: a + b, model, [((None,), "float32")] * 2, batch=(0, 1))(
+            np.zeros(3, np.float32), np.zeros(2, np.float32)
+        )
+
+
+def test_the_compiled_forward_of_callbacks_and_metrics_compiles_few_times(reference):
+    x = kfv.synthetic_faces(20, seed=4).images
+    probs = [_gradients.predict(reference, x[:n]) for n in range(1, 21)]
+    fn = _gradients._PREDICT[reference][None]
+    limit = {"tensorflow": 1, "jax": 6, "torch": 0}[keras.backend.backend()]
+    assert fn.trace_count() <= limit
+    expected = reference.predict(x, verbose=0)
+    for n in (1, 7, 20):
+        np.testing.assert_allclose(probs[n - 1], expected[:n], rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="only JAX compiles per batch size")
+@pytest.mark.parametrize("name", ["grad_cam", "smoothgrad", "occlusion", "score_cam"])
+def test_any_sequence_of_batch_sizes_costs_few_compiles_and_the_same_maps(
+    name, reference, monkeypatch
+):
+    """20 batch sizes up to 20: at most log2(20) + 1 compiles per function on JAX."""
+    x = kfv.synthetic_faces(20, seed=4).images
+    explainer = zoo.explainer(name, reference, (48, 48, 1))
+    maps = {n: explainer.explain(x[:n], target=3) for n in range(1, 21)}
+    compiled = [f for f in vars(explainer).values() if hasattr(f, "trace_count")]
+    assert compiled
+    assert max(f.trace_count() for f in compiled) <= 6  # 1, 2, 4, ..., 32
+    # The same maps as without padding (one compile per size on JAX).
+    monkeypatch.setattr(_gradients, "PAD_JAX_BATCHES", False)
+    plain = zoo.explainer(name, reference, (48, 48, 1))
+    for n in (1, 7, 13, 20):
+        np.testing.assert_allclose(maps[n], plain.explain(x[:n], target=3), rtol=0, atol=1e-5)
 
 
 BAD_IMAGES = [

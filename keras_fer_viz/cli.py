@@ -221,6 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="label",
         help="explain the true class or the predicted one (default: %(default)s)",
     )
+    explain.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where the work runs: this process, or Ray actors (the ray extra; a local "
+        "instance, or the cluster RAY_ADDRESS names) (default: %(default)s)",
+    )
+    explain.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Ray actors with --engine ray (default: one per CPU of the Ray cluster)",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -324,7 +338,7 @@ def main(argv=None) -> int:
             _report_command(args)
         elif args.command == "explain":
             _explain_command(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:  # ImportError: an extra
         print(f"keras-fer-viz {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -496,6 +510,8 @@ def _explain_command(args) -> None:
         (x, y),
         target=args.target,
         out=args.out,
+        engine=args.engine,
+        num_workers=args.workers,
         verbose=not args.quiet,
         **options,
     )

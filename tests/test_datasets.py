@@ -291,6 +291,9 @@ def test_explain_command_writes_maps_class_means_and_figure(fixture_model, tmp_p
     # A bad option names what was expected, and nothing is written.
     assert cli.main([*argv[:-1], str(tmp_path / "bad"), "--option", "nolayer"]) == 2
     assert "NAME=VALUE" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert cli.main([*argv[:-1], str(tmp_path / "bad"), "--workers", "2"]) == 2
+    assert "num_workers=None with engine='local'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 # engine="ray": one local Ray instance (two CPUs, so two workers) for the module. Each

@@ -10,8 +10,9 @@ outside the report folder raises a `SpecError` that names the entry and the
 key.
 
 A ``method`` is a figure kind of `FIGURE_KINDS` (filters, confusion matrix,
-the trust figures, ...) or any method of the registry, ``kfv.EXPLAINERS``
-(its maps, drawn over or beside each face). A method's entry may set the
+the trust figures, the class means of a registered method over the whole
+data, ...) or any method of the registry, ``kfv.EXPLAINERS`` (its maps,
+drawn over or beside each face). A method's entry may set the
 faces (``classes``, ``images_per_class``, ``seed``) and its constructor's
 options (`method_parameters`). `METHODS` (method -> parameters) and
 `TRUST_METHODS` (what the trust figures may compare: every registered
@@ -60,6 +61,7 @@ FIGURE_KINDS: dict[str, set[str]] = {
     "deletion_insertion": _COMMON | {"methods", "steps", "samples"},
     "randomization": _COMMON | {"methods", "face_class"},
     "evidence": _COMMON | {"methods", "samples"},
+    "class_means": _LAYER | {"explainer"},
 }
 #: The trust figures, which compare methods (their ``methods`` parameter).
 TRUST_KINDS = ("deletion_insertion", "randomization", "evidence")
@@ -210,6 +212,10 @@ def _check_parameter(where, name, value):
             )
         ):
             fail(f'"all" or a non-empty list of distinct methods from {list(known)}')
+    elif name == "explainer":
+        known = _trust_methods()
+        if value not in known:
+            fail(f"a registered method, one of {list(known)}")
     elif name == "face_class":
         if not (isinstance(value, str) and value.strip()):
             fail(f"a class name (e.g. one of {list(EMOTIONS)}, or an image folder's)")

@@ -230,6 +230,85 @@ def test_evidence_figure_is_skipped_without_masks(report_context):
         render_figure(entry, report_context)
 
 
+# --- Class means over the whole held-out set --------------------------------------------
+
+
+def test_class_means_figure_draws_the_mean_grad_cam_of_each_cell(
+    fixture_model, report_faces, monkeypatch
+):
+    """Cell (i, j) of the figure is the mean Grad-CAM, for the true class, of the faces
+    of class i that the model predicts as j: checked against a direct computation
+    (Keras' own predict, scikit-learn's confusion matrix, GradCAM on those faces)."""
+    from sklearn.metrics import confusion_matrix
+
+    x, y = report_faces.images, report_faces.labels
+    ctx = ReportContext(fixture_model, x, y)
+    entry = next(e for e in SPEC if e.method == "class_means")
+    fig = render_figure(entry, ctx)
+    assert fig.get_suptitle() == f"{entry.title} ({len(y)} images)"
+    predicted = fixture_model.predict(x, verbose=0).argmax(axis=1)
+    counts = confusion_matrix(y, predicted, labels=range(7))
+    panels = fig.axes[:49]
+    assert [ax.get_title() for ax in panels] == [f"n={n}" for n in counts.ravel()]
+    assert [len(ax.images) for ax in panels] == [int(n > 0) for n in counts.ravel()]
+    assert [panels[7 * i].get_ylabel() for i in range(7)] == list(EMOTIONS)
+    off = np.argwhere((counts > 0) & ~np.eye(7, dtype=bool))
+    assert len(off)  # the fixture model confuses a few of these faces
+    busiest = int(np.argmax(np.diag(counts)))
+    for i, j in [(busiest, busiest), tuple(off[0])]:
+        faces = (y == i) & (predicted == j)
+        expected = kfv.GradCAM(fixture_model).explain(x[faces], target=y[faces]).mean(axis=0)
+        drawn = np.asarray(panels[7 * i + j].images[0].get_array())
+        np.testing.assert_allclose(drawn, expected, atol=1e-5, err_msg=f"cell {(i, j)}")
+    # The report computes the explanation once; later entries get the cached one.
+    cached = ctx.dataset_explanation("grad_cam")
+
+    def again(*args, **kwargs):
+        raise AssertionError("explain_dataset ran again")
+
+    monkeypatch.setattr("keras_fer_viz.datasets.explain_dataset", again)
+    assert ctx.dataset_explanation("grad_cam", layer=None) is cached
+    np.testing.assert_array_equal(cached.counts, counts)
+    render_figure(entry, ctx)
+
+
+def test_report_shows_class_means_with_their_description(
+    tmp_path, fixture_model, fixture_cam_model, report_faces
+):
+    grad_cam, cam = (
+        FigureSpec(
+            name,
+            f"Mean {name}",
+            "Q4",
+            "class_means",
+            f"{name}.png",
+            f"The mean {name} map of each cell.",
+            {"explainer": name},
+        )
+        for name in ("grad_cam", "cam")
+    )
+    x, y = report_faces.images[:70], report_faces.labels[:70]
+    result = write_report(
+        fixture_model, x, y, tmp_path, [grad_cam, cam], cam_model=fixture_cam_model, verbose=0
+    )
+    assert sorted(result.figures) == ["cam", "grad_cam"] and not result.failed
+    page = (tmp_path / "index.html").read_text()
+    for entry in (grad_cam, cam):
+        assert (
+            f'<img src="{entry.file}" alt="{entry.title}">'
+            f"<figcaption>{entry.description}</figcaption>" in page
+        )
+    # CAM's class means explain the GAP-head model, as its map figure does.
+    ctx = ReportContext(fixture_model, x, y, cam_model=fixture_cam_model)
+    fig = render_figure(cam, ctx)
+    predicted = fixture_cam_model.predict(x, verbose=0).argmax(axis=1)
+    i = int(y[0])
+    faces = (y == i) & (predicted == predicted[0])
+    expected = kfv.CAM(fixture_cam_model).explain(x[faces], target=y[faces]).mean(axis=0)
+    drawn = fig.axes[7 * i + int(predicted[0])].images[0].get_array()
+    np.testing.assert_allclose(np.asarray(drawn), expected, atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.end_to_end
 def test_report_command_renders_the_whole_spec(tmp_path, capsys):

@@ -44,6 +44,7 @@ def test_the_spec_covers_every_figure_of_the_study():
         "grad_cam",
         "cam",
         "training_curves",
+        "class_means",
     ):
         assert needed in methods
     assert len({e.file for e in entries}) == len(entries)
@@ -93,6 +94,11 @@ BAD = [
     ),
     (dict(method="integrated_gradients", parameters={"baseline": "grey"}), "'baseline' must be"),
     (dict(method="lime", parameters={"kernel_width": 0}), "'kernel_width' must be a number > 0"),
+    (
+        dict(method="class_means", parameters={"explainer": "magic"}),
+        r"'explainer' must be a registered method, one of \['saliency'",
+    ),
+    (dict(method="class_means", parameters={"samples": 3}), "'samples' does not apply"),
 ]
 
 

@@ -14,7 +14,8 @@ same spec.
 
 The package, from the bottom up:
 
-- ``context``: `ReportContext`, `ReportResult`, `SkipFigure`; an entry's faces.
+- ``context``: `ReportContext` (with the cached `explain_dataset` of the
+  held-out data), `ReportResult`, `SkipFigure`; an entry's faces.
 - ``methods``: explainers for entries, built from ``kfv.EXPLAINERS``.
 - ``trust``: the trust figures and `trust_ranking`.
 - ``render``: `render_figure`, one function per kind of figure.

@@ -69,6 +69,43 @@ class ReportContext:
             self._cache["probs"] = self.predict(self.x)
         return self._cache["probs"]
 
+    def dataset_explanation(self, method, model=None, **options):
+        """`kfv.explain_dataset` of `method` over all of `x`, `y` (computed once).
+
+        Each image is explained for its true class; the result is cached per
+        method, model and options, for every entry that needs it.
+
+        Args:
+            method: a registered method (``kfv.EXPLAINERS``).
+            model: the model to explain: None for `model`, explained at
+                `output`; or another one (CAM's GAP-head model), explained
+                at the output given in `options`. Defaults to `None`.
+            **options: the method's constructor options (``layer=``, ...).
+
+        Returns:
+            A `keras_fer_viz.datasets.DatasetExplanation`.
+        """
+        import inspect
+
+        from keras_fer_viz.datasets import explain_dataset
+        from keras_fer_viz.registry import EXPLAINERS
+
+        if model is None:
+            model, options = self.model, {"output": self.output, **options}
+        if "verbose" in inspect.signature(EXPLAINERS[method].__init__).parameters:
+            options["verbose"] = 0
+        # A layer option is a layer object: its name stands for it in the key. None is
+        # an option's default (layer, output): given or left out, the same result.
+        named = tuple(
+            (k, getattr(v, "name", v)) for k, v in sorted(options.items()) if v is not None
+        )
+        key = ("dataset", method, id(model), named)
+        if key not in self._cache:
+            self._cache[key] = explain_dataset(
+                method, model, (self.x, self.y), verbose=False, **options
+            )
+        return self._cache[key]
+
     def predict(self, images) -> np.ndarray:
         """The explained output's probabilities, in memory-bounded compiled batches."""
         from keras_fer_viz import _gradients

@@ -14,7 +14,13 @@ import inspect
 
 from keras_fer_viz.registry import EXPLAINERS, spec_options
 
-__all__ = ["build_explainer", "cam_model", "entry_explainer", "entry_layer"]
+__all__ = [
+    "build_explainer",
+    "cam_model",
+    "entry_explainer",
+    "entry_layer",
+    "entry_options",
+]
 
 
 def entry_layer(entry, model):
@@ -55,13 +61,19 @@ def build_explainer(name, model, options=None, output=None):
     return cls(model, output=output, **kwargs)
 
 
-def entry_explainer(entry, model, output=None):
-    """The explainer of a map entry: its method with the entry's options and layer."""
-    allowed = spec_options(EXPLAINERS[entry.method])
+def entry_options(entry, name, model) -> dict:
+    """The options an entry gives method `name`: the parameters its constructor takes,
+    with the entry's ``layer`` or ``conv_layer`` resolved in `model`."""
+    allowed = spec_options(EXPLAINERS[name])
     options = {k: v for k, v in entry.parameters.items() if k in allowed and k != "layer"}
     if "layer" in allowed:
         options["layer"] = entry_layer(entry, model)
-    return build_explainer(entry.method, model, options, output)
+    return options
+
+
+def entry_explainer(entry, model, output=None):
+    """The explainer of a map entry: its method with the entry's options and layer."""
+    return build_explainer(entry.method, model, entry_options(entry, entry.method, model), output)
 
 
 def cam_model(entry, ctx):

@@ -2,11 +2,12 @@
 
 A kind of figure is found in `_FIGURES` (filters, class images, feature
 maps, the confusion matrix, training curves, epoch maps, the trust
-figures); every other method is a registered explainer (``kfv.EXPLAINERS``)
-whose maps are drawn over the faces (`figures.overlay_grid`, for coarse
-CAM-family maps: the class's ``overlay``) or beside them
-(`figures.saliency_grid`). CAM explains a GAP-head model and LIME draws its
-superpixels (`figures.lime_grid`); a new method needs nothing here.
+figures, a method's class means over all the held-out images); every other
+method is a registered explainer (``kfv.EXPLAINERS``) whose maps are drawn
+over the faces (`figures.overlay_grid`, for coarse CAM-family maps: the
+class's ``overlay``) or beside them (`figures.saliency_grid`). CAM explains
+a GAP-head model and LIME draws its superpixels (`figures.lime_grid`); a
+new method needs nothing here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from keras_fer_viz import figures
 from keras_fer_viz.registry import EXPLAINERS
 from keras_fer_viz.report import trust
 from keras_fer_viz.report.context import SkipFigure, face_of_class, faces
-from keras_fer_viz.report.methods import build_explainer, cam_model, entry_explainer, entry_layer
+from keras_fer_viz.report.methods import (
+    build_explainer,
+    cam_model,
+    entry_explainer,
+    entry_layer,
+    entry_options,
+)
 from keras_fer_viz.spec import FigureSpec
 
 __all__ = ["render_figure"]
@@ -190,6 +197,22 @@ def _epochs_figure(entry, ctx):
     )
 
 
+def _class_means_figure(entry, ctx):
+    """A method's mean map per true and predicted class over all the held-out images
+    (`keras_fer_viz.datasets.explain_dataset`, each image explained for its true class)."""
+    name = entry.get("explainer", "grad_cam")
+    if name == "cam":  # the GAP-head model; its layer is the one the head was trained on
+        result = ctx.dataset_explanation(name, cam_model(entry, ctx))
+    else:
+        result = ctx.dataset_explanation(name, **entry_options(entry, name, ctx.model))
+    return figures.class_mean_grid(
+        result.class_means,
+        result.counts,
+        ctx.class_names,
+        title=f"{entry.title} ({int(result.counts.sum())} images)",
+    )
+
+
 # Figure kind -> how it is drawn (the kinds of `keras_fer_viz.spec.FIGURE_KINDS`).
 _FIGURES = {
     "filters": _filters_figure,
@@ -201,6 +224,7 @@ _FIGURES = {
     "deletion_insertion": trust.deletion_insertion_figure,
     "randomization": trust.randomization_figure,
     "evidence": trust.evidence_figure,
+    "class_means": _class_means_figure,
 }
 # Registered methods whose figure is not their maps drawn generically.
 _MAP_FIGURES = {"cam": _cam_figure, "lime": _lime_figure}

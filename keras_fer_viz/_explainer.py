@@ -80,6 +80,11 @@ def inputs_per_call(image_shape, batch_size=None) -> int:
     return _gradients.call_size(max(1, PIXELS_PER_CALL // max(1, h * w)))
 
 
+def _predicted(scores):
+    """The predicted classes (N,) int32 of class scores (N, C), inside a compiled function."""
+    return ops.cast(ops.argmax(scores, axis=-1), "int32")
+
+
 def as_images(images, input_shape, model_name="model") -> np.ndarray:
     """Checks images against a model's (H, W, C) input; returns float32 (N, H, W, C).
 
@@ -301,7 +306,7 @@ class Explainer:
         inputs = inputs_per_call(x.shape[1:3], batch_size or self.batch_size)
         step = _gradients.call_size(self._images_per_call(inputs))
         constants = self._constants(x)
-        out = None
+        out, predictions = None, []
         for start in range(0, len(x), step):
             chunk = slice(start, start + step)
             xs, ts = x[chunk], t[chunk]
@@ -311,10 +316,19 @@ class Explainer:
                 # compiles), with copies of its last image that are cut off.
                 xs = np.concatenate([xs, np.repeat(xs[-1:], size - n, axis=0)])
                 ts = np.concatenate([ts, np.repeat(ts[-1:], size - n)])
-            maps = self._explain_chunk(xs, ts, constants, inputs)[:n]
+            maps = self._explain_chunk(xs, ts, constants, inputs)
+            if isinstance(maps, tuple):  # (maps, predicted classes) from one pass
+                maps, predicted = maps
+                predictions.append(np.asarray(predicted[:n], np.int64))
+            maps = maps[:n]
             if out is None:
                 out = np.empty((len(x),) + maps.shape[1:], np.float32)
             out[start : start + step] = maps
+        # What the model predicted, when the method's own pass gave it (for
+        # explain_dataset, which then needs no second forward pass); else None.
+        self._last_predictions = (
+            np.concatenate(predictions) if sum(map(len, predictions)) == len(x) else None
+        )
         return out
 
     def __repr__(self):

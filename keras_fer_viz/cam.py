@@ -18,7 +18,13 @@ import numpy as np
 from keras import ops
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import Explainer, as_images, check_positive_int, inputs_per_call
+from keras_fer_viz._explainer import (
+    Explainer,
+    _predicted,
+    as_images,
+    check_positive_int,
+    inputs_per_call,
+)
 from keras_fer_viz.layers import build_probe, input_shape, is_graph, resolve_layer, spatial_layers
 from keras_fer_viz.registry import register
 
@@ -147,7 +153,7 @@ class CAM(Explainer):
             kernel = ops.cast(self.dense.kernel, "float32")
             w = ops.transpose(ops.take(kernel, t, axis=1))  # (N, K)
             raw = ops.einsum("nhwk,nk->nhw", features, w)
-            return self._finish_maps(raw, tuple(x.shape[1:3]))
+            return self._finish_maps(raw, tuple(x.shape[1:3])), _predicted(logits)
 
         self._fn = self._compile(fn)
 

@@ -223,10 +223,17 @@ class _ChunkWork:
     def __call__(self, x, labels):
         from keras_fer_viz import _gradients
 
-        scores = _gradients.predict(self.model, x, batch_size=self.batch_size, output=self.output)
-        pred = scores.argmax(axis=-1).astype(np.int64)
-        explained = labels if self.target == "label" else pred
-        return np.asarray(self.explainer.explain(x, explained), np.float32), pred
+        # Most methods' compiled pass also gives the predicted classes (see
+        # Explainer.explain); for the others, one forward pass more.
+        self.explainer._last_predictions = None
+        maps = self.explainer.explain(x, labels if self.target == "label" else None)
+        pred = getattr(self.explainer, "_last_predictions", None)
+        if pred is None or len(pred) != len(x):
+            scores = _gradients.predict(
+                self.model, x, batch_size=self.batch_size, output=self.output
+            )
+            pred = scores.argmax(axis=-1)
+        return np.asarray(maps, np.float32), np.asarray(pred, np.int64)
 
 
 class _Local:
@@ -628,17 +635,18 @@ class _Run:
         """Writes maps.npy (streamed from the chunks), predictions.npy and labels.npy."""
         from keras_fer_viz import _io
 
-        with _io.atomic_path(self.dir / "maps.npy") as tmp:
-            maps = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.float32, shape=(len(labels), *size)
-            )
-            start = 0
+        # The .npy header, then each chunk's bytes: plain writes, not a memory
+        # map, whose written pages would count in this process's memory.
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+            "fortran_order": False,
+            "shape": (len(labels), *size),
+        }
+        with _io.atomic_path(self.dir / "maps.npy") as tmp, open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
             for index in range(chunks):
                 part, _, _ = self.load(index)
-                maps[start : start + len(part)] = part
-                start += len(part)
-            maps.flush()
-            del maps
+                f.write(np.ascontiguousarray(part, np.float32).tobytes())
         for name, values in (("predictions", predictions), ("labels", labels)):
             with _io.atomic_path(self.dir / f"{name}.npy") as tmp:
                 np.save(tmp, values)

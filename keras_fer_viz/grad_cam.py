@@ -22,7 +22,7 @@ import warnings
 from keras import ops
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import Explainer, upsample_maps
+from keras_fer_viz._explainer import Explainer, _predicted, upsample_maps
 from keras_fer_viz.layers import resolve_layer, spatial_layers
 from keras_fer_viz.registry import register
 
@@ -91,14 +91,15 @@ class _LayerGradient(Explainer):
                 delta = ops.zeros((ops.shape(x)[0], h, w, k), dtype=x.dtype)
                 outputs, grads, _ = vg([x, delta], t)
                 raw = self._combine(outputs[0], grads[1])  # (N, h, w), signed
-                return self._finish_maps(raw, tuple(x.shape[1:3]))
+                return self._finish_maps(raw, tuple(x.shape[1:3])), _predicted(outputs[-1])
 
         else:
             forward = _gradients.forward(self._probe)
 
             def fn(x, t):
-                activations = forward([x])[0]
-                return self._finish_maps(self._combine(activations, None), tuple(x.shape[1:3]))
+                activations, scores = forward([x])
+                maps = self._finish_maps(self._combine(activations, None), tuple(x.shape[1:3]))
+                return maps, _predicted(scores)
 
         return fn
 

@@ -27,7 +27,7 @@ import numpy as np
 from keras import ops
 
 from keras_fer_viz import _gradients
-from keras_fer_viz._explainer import Explainer, check_positive_int
+from keras_fer_viz._explainer import Explainer, _predicted, check_positive_int
 from keras_fer_viz.registry import register
 
 __all__ = ["Saliency", "SmoothGrad", "IntegratedGradients", "GradientXInput"]
@@ -177,8 +177,9 @@ class Saliency(_InputGradient):
         self.reduce = reduce
 
         def fn(x, t):
-            _, grads, _ = self._vg([x], t)
-            return self._finish_maps(_reduce_channels(grads[0], reduce), tuple(x.shape[1:3]))
+            outputs, grads, _ = self._vg([x], t)
+            maps = self._finish_maps(_reduce_channels(grads[0], reduce), tuple(x.shape[1:3]))
+            return maps, _predicted(outputs[-1])
 
         self._fn = self._compile(fn)
 
@@ -409,7 +410,8 @@ class GradientXInput(_InputGradient):
         )
 
         def fn(x, t):
-            _, grads, _ = self._vg([x], t)
-            return self._finish_maps(ops.sum(x * grads[0], axis=-1), tuple(x.shape[1:3]))
+            outputs, grads, _ = self._vg([x], t)
+            maps = self._finish_maps(ops.sum(x * grads[0], axis=-1), tuple(x.shape[1:3]))
+            return maps, _predicted(outputs[-1])
 
         self._fn = self._compile(fn)

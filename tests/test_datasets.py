@@ -393,3 +393,19 @@ def test_bad_engine_arguments_say_what_was_expected(fixture_model, faces, monkey
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(ImportError, match=r"keras-fer-viz\[ray\]"):
         explain_dataset("saliency", fixture_model, (x, y), engine="ray")
+
+
+def test_methods_that_predict_in_their_own_pass_need_no_second_one(
+    fixture_model, faces, expected, monkeypatch
+):
+    """Grad-CAM's compiled pass gives the predicted classes: no separate forward pass."""
+    from keras_fer_viz import _gradients
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a second forward pass")
+
+    monkeypatch.setattr(_gradients, "predict", forbidden)
+    for name in ("grad_cam", "saliency", "gradient_x_input", "hires_cam"):
+        result = explain_dataset(name, fixture_model, (faces.images, faces.labels))
+        np.testing.assert_array_equal(result.predictions, expected["pred"])
+        np.testing.assert_array_equal(result.counts, expected["counts"])

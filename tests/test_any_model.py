@@ -231,10 +231,13 @@ def test_op_names_never_collide_with_the_models_in_a_fresh_process(tmp_path):
 
 
 def test_inputs_per_call_by_hand():
-    assert inputs_per_call((48, 48)) == PIXELS_PER_CALL // 2304 == 227
-    assert inputs_per_call((224, 224, 3)) == 10
+    """The memory bound; on JAX the largest power of two in it (padded calls fit)."""
+    jax = keras.backend.backend() == "jax"
+    assert PIXELS_PER_CALL // 2304 == 227
+    assert inputs_per_call((48, 48)) == (128 if jax else 227)
+    assert inputs_per_call((224, 224, 3)) == (8 if jax else 10)
     assert inputs_per_call((2000, 2000)) == 1
-    assert inputs_per_call((224, 224), batch_size=3) == 3
+    assert inputs_per_call((224, 224), batch_size=3) == (2 if jax else 3)
 
 
 def chunking_model():

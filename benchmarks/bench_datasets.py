@@ -48,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._timing import row
+from benchmarks._timing import proc_status, row
 
 ROOT = Path(__file__).resolve().parent.parent
 FACES = 35_887  # FER2013's size
@@ -189,16 +189,6 @@ def _fwd_bwd(model, x, y):
     return passes
 
 
-def _status() -> dict:
-    """VmRSS and VmHWM of this process, in bytes."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) * 1024
-    return out
-
-
 def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
@@ -219,13 +209,13 @@ def _memory(case: str) -> dict:
 
     def batches():
         for i, s in enumerate(range(0, n, CHUNK)):
-            marks.append(_status()["VmHWM"])
+            marks.append(proc_status()["VmHWM"])
             faces = kfv.synthetic_faces(min(CHUNK, n - s), seed=i)
             yield faces.images, faces.labels
 
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "maps" if to_disk else None
-        before = _status()["VmRSS"]
+        before = proc_status()["VmRSS"]
         # Resets the high water mark (VmHWM, and ru_maxrss with it) to the
         # current resident memory: the peak read after is the call's.
         Path("/proc/self/clear_refs").write_text("5")
@@ -238,7 +228,7 @@ def _memory(case: str) -> dict:
         else:
             r = kfv.explain_dataset("grad_cam", model, batches(), out=out, verbose=False)
         seconds = time.perf_counter() - start
-        peak, status = _maxrss(), _status()
+        peak, status = _maxrss(), proc_status()
         written = sum(f.stat().st_size for f in out.iterdir()) if to_disk else 0
     return dict(
         faces=n,

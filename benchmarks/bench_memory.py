@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._timing import row
+from benchmarks._timing import proc_status, row
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_GB = float(os.environ.get("KFV_BENCH_MEMORY_LIMIT_GB", "9"))
@@ -53,16 +53,6 @@ SMALL = {
     "smoothgrad_48": "SmoothGrad(samples=25)",
     "ig_48": "IntegratedGradients(steps=32)",
 }
-
-
-def _status() -> dict:
-    """VmRSS and VmHWM of this process, in bytes."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) * 1024
-    return out
 
 
 def _rss_of(pid: int) -> int:
@@ -89,7 +79,7 @@ def _big_case(case: str) -> dict:
     small = rng.uniform(-1, 1, (8, 7, 7, 3)).astype(np.float32)
     x = np.asarray(keras.ops.image.resize(small, (224, 224)), dtype=np.float32)
     model(x, training=False)
-    base = _status()
+    base = proc_status()
     # Said before the method runs: a case killed for its memory still reports it.
     print("BASE " + json.dumps(dict(base_rss=base["VmRSS"], base_hwm=base["VmHWM"])), flush=True)
     if case == "smoothgrad_224":
@@ -99,7 +89,7 @@ def _big_case(case: str) -> dict:
     start = time.perf_counter()
     maps = explainer.explain(x)
     took = time.perf_counter() - start
-    peak = _status()
+    peak = proc_status()
     return dict(
         base_rss=base["VmRSS"],
         base_hwm=base["VmHWM"],
@@ -141,7 +131,7 @@ def _small_case(case: str) -> dict:
     out["seconds"] = statistics.median(mine)
     if theirs:
         out["bare_seconds"] = statistics.median(theirs)
-    out["peak"] = _status()["VmHWM"]
+    out["peak"] = proc_status()["VmHWM"]
     out["load"] = os.getloadavg()[0]
     return out
 

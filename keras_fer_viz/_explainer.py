@@ -197,8 +197,9 @@ class Explainer:
       call may take: a method that expands each image into k model inputs
       returns ``inputs // k``), and `_explain_chunk` (for a method that
       needs more than one call per chunk of images).
-    - class attributes: `signed` (its raw map has a sign) and `overlay` (its
-      maps are coarse, drawn over the image in figures: the CAM family).
+    - class attributes: `signed` (its raw map has a sign), `overlay` (its
+      maps are coarse, drawn over the image in figures: the CAM family) and
+      `blank_reason` (why one of its maps can be blank, in words).
 
     Everything else is here: input checks, targets, memory-bounded batching
     (`PIXELS_PER_CALL`), the output array. `keras_fer_viz.grad_cam` is the
@@ -213,6 +214,9 @@ class Explainer:
     overlay = False
     #: How `_finish_maps` makes a signed raw map >= 0: "relu" or "abs".
     positive = "relu"
+    #: Why a map of this method can be blank (zero everywhere) when nothing is
+    #: broken, in words: figures and the report's explorer say it under such a map.
+    blank_reason = "the method gives no pixel any relevance for this class"
 
     def __init__(self, model, *, score="logit", normalize=True, batch_size=None, output=None):
         if not isinstance(model, keras.Model):

@@ -343,8 +343,21 @@ class _ProbeCallback(FigureCallback):
     def _map_grid(self, grid, maps, predicted, confidence, title):
         """`grid` (saliency_grid or overlay_grid) of the probe faces and their maps."""
         return grid(
-            self.images, maps, self.labels, predicted, confidence, self.class_names, title=title
+            self.images,
+            maps,
+            self.labels,
+            predicted,
+            confidence,
+            self.class_names,
+            title=title,
+            blank_reason=self.blank_reason(),
         )
+
+    def blank_reason(self) -> str | None:
+        """Why a map of this callback's method can be blank, said on such a panel."""
+        # A map callback's method; CAMCallback's is its default name, "cam".
+        method = EXPLAINERS.get(getattr(self, "method", None) or type(self).default_name or "")
+        return None if method is None else method.blank_reason
 
     def explainer(self):
         """Builds the explainer once per fit (the model is known from then on)."""

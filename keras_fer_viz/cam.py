@@ -139,6 +139,10 @@ class CAM(Explainer):
     name = "cam"
     signed = True
     overlay = True
+    blank_reason = (
+        "the head's class-weighted sum of the feature maps is negative everywhere, so the "
+        "ReLU leaves nothing: the pooled features count against the class"
+    )
 
     def __init__(self, model, *, normalize=True, batch_size=None, output=None):
         super().__init__(model, normalize=normalize, batch_size=batch_size, output=output)

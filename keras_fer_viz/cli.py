@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a JSON file of a Keras History.history dict, for the training curves",
     )
+    _add_explorer_option(report)
 
     explain = sub.add_parser(
         "explain",
@@ -251,7 +252,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default: %(default)s)",
     )
     _add_training_options(demo, epochs=5)
+    _add_explorer_option(demo)
     return parser
+
+
+def _add_explorer_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--explorer-faces",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="faces the page's explorer shows per cell of the confusion matrix, each with "
+        "its map for every registered method; 0 leaves the explorer out (default: "
+        "keras_fer_viz.report.FACES_PER_CELL)",
+    )
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, received {text!r}")
+    return value
 
 
 def _add_training_options(p: argparse.ArgumentParser, epochs: int) -> None:
@@ -459,6 +483,7 @@ def _report_command(args) -> None:
         input_range=tuple(args.input_range),
         output=_output_arg(args.output),
         source=splits["source"],
+        **_explorer_faces(args),
         verbose=0 if args.quiet else "auto",
     )
     _print_report(result)
@@ -539,6 +564,11 @@ def _explain_command(args) -> None:
     )
 
 
+def _explorer_faces(args) -> dict:
+    """write_report's explorer_faces when --explorer-faces was given (else its default)."""
+    return {} if args.explorer_faces is None else {"explorer_faces": args.explorer_faces}
+
+
 def _print_report(result) -> None:
     if result.adapted:
         print(f"\nImages adapted to the model's input: {', '.join(result.adapted)}.")
@@ -547,6 +577,12 @@ def _print_report(result) -> None:
         print(f"  skipped {name}: {why}")
     for name, why in result.failed.items():
         print(f"  FAILED {name}: {why}")
+    if result.explorer is not None:
+        sizes = result.explorer.files()
+        print(
+            f"The explorer: {len(result.explorer.index)} faces, every registered method, "
+            f"{len(sizes)} images of {sum(sizes.values()) / 1024:.0f} KiB."
+        )
 
 
 def _demo_command(args) -> None:
@@ -595,6 +631,7 @@ def _demo_command(args) -> None:
         epoch_maps={callback.name: callback.epoch_maps() for callback in watch},
         evidence=splits["evidence"],
         source=splits["source"],
+        **_explorer_faces(args),
         verbose=0 if args.quiet else "auto",
     )
     _print_report(result)

@@ -33,6 +33,7 @@ __all__ = [
     "method_styles",
     "class_mean_grid",
     "caption",
+    "blank_maps",
 ]
 
 _MAP_CMAP = "inferno"
@@ -57,6 +58,51 @@ def _show_image(ax, image):
 def _bare(ax):
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def blank_maps(maps) -> np.ndarray:
+    """Which maps are blank: the same value at every pixel (all zero, say), or not finite.
+
+    A blank map shows nothing, and on its own a reader cannot tell it from a
+    broken one; figures and the report's explorer mark such maps and say why
+    the method can give one (``Explainer.blank_reason``).
+
+    Args:
+        maps: (N, H, W) maps.
+
+    Returns:
+        (N,) bool.
+
+    Example:
+
+    >>> import numpy as np
+    >>> maps = np.zeros((3, 4, 4)); maps[1, 0, 0] = 0.5; maps[2] = 1.0
+    >>> blank_maps(maps).tolist()
+    [True, False, True]
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    flat = maps.reshape(len(maps), -1)
+    finite = np.isfinite(flat).all(axis=1)
+    safe = np.where(np.isfinite(flat), flat, 0.0)
+    return ~finite | (safe.max(axis=1) == safe.min(axis=1))
+
+
+def _mark_blank(ax, reason):
+    """Says on a panel that its map is blank, and why."""
+    import textwrap
+
+    text = "blank map:\n" + textwrap.fill(reason or "zero everywhere", 22)
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=5.5,
+        color="white",
+        bbox=dict(boxstyle="round,pad=0.3", facecolor="black", alpha=0.65, linewidth=0),
+    )
 
 
 def caption(name, label=None, prediction=None, confidence=None, class_names=EMOTIONS) -> str:
@@ -103,8 +149,12 @@ def saliency_grid(
     class_names=EMOTIONS,
     title="Saliency maps",
     cmap=_MAP_CMAP,
+    blank_reason=None,
 ):
     """Faces above their maps, one column per image (e.g. one per emotion).
+
+    A blank map (`blank_maps`: the same value everywhere) is marked on its
+    panel, with `blank_reason`.
 
     Args:
         images: (N, H, W[, C]) images, any value range.
@@ -116,6 +166,9 @@ def saliency_grid(
         class_names: names of the classes. Defaults to `EMOTIONS`.
         title: the figure's title. Defaults to `"Saliency maps"`.
         cmap: colour map of the maps. Defaults to `"inferno"`.
+        blank_reason: why the method can give a blank map, written on such
+            a panel (``type(explainer).blank_reason``); None says only that
+            it is blank. Defaults to `None`.
 
     Returns:
         A `matplotlib.figure.Figure` with a colour bar for the maps.
@@ -133,11 +186,14 @@ def saliency_grid(
     axes = fig.subplots(2, n, squeeze=False)
     titles = _titles(n, labels, predictions, confidences, class_names)
     shown = None
+    blank = blank_maps(maps)
     for i in range(n):
         _show_image(axes[0, i], images[i])
         axes[0, i].set_title(titles[i], fontsize=8)
         shown = axes[1, i].imshow(maps[i], cmap=cmap, vmin=0, vmax=1)
         _bare(axes[1, i])
+        if blank[i]:
+            _mark_blank(axes[1, i], blank_reason)
     axes[0, 0].set_ylabel("face", fontsize=8)
     axes[1, 0].set_ylabel("map", fontsize=8)
     fig.colorbar(shown, ax=axes[1, :].tolist(), shrink=0.9, label="relevance")
@@ -155,8 +211,11 @@ def overlay_grid(
     title="Grad-CAM",
     alpha=0.45,
     cmap=_OVERLAY_CMAP,
+    blank_reason=None,
 ):
     """Maps laid over their faces, one panel per image (Grad-CAM, CAM).
+
+    A blank map (`blank_maps`) is marked on its panel, with `blank_reason`.
 
     Args:
         images: (N, H, W[, C]) images.
@@ -165,6 +224,7 @@ def overlay_grid(
         title: the figure's title. Defaults to `"Grad-CAM"`.
         alpha: opacity of the map. Defaults to `0.45`.
         cmap: colour map. Defaults to `"jet"`.
+        blank_reason: as in `saliency_grid`. Defaults to `None`.
 
     Returns:
         A `matplotlib.figure.Figure` with a colour bar.
@@ -175,10 +235,13 @@ def overlay_grid(
     axes = fig.subplots(1, n, squeeze=False)[0]
     titles = _titles(n, labels, predictions, confidences, class_names)
     shown = None
+    blank = blank_maps(maps)
     for i in range(n):
         _show_image(axes[i], images[i])
         shown = axes[i].imshow(maps[i], cmap=cmap, vmin=0, vmax=1, alpha=alpha)
         axes[i].set_title(titles[i], fontsize=8)
+        if blank[i]:
+            _mark_blank(axes[i], blank_reason)
     fig.colorbar(shown, ax=axes.tolist(), shrink=0.9, label="relevance")
     fig.suptitle(title, fontsize=10)
     return fig
@@ -460,6 +523,7 @@ def epoch_grid(
     title="Attention across epochs",
     alpha=0.45,
     cmap=_OVERLAY_CMAP,
+    blank_reason=None,
 ):
     """The same faces' maps at successive epochs: rows are epochs, columns faces.
 
@@ -472,6 +536,8 @@ def epoch_grid(
         title: the figure's title. Defaults to `"Attention across epochs"`.
         alpha: opacity of the maps. Defaults to `0.45`.
         cmap: colour map. Defaults to `"jet"`.
+        blank_reason: said on a blank map's panel, as in `saliency_grid`.
+            Defaults to `None`.
 
     Returns:
         A `matplotlib.figure.Figure` with a colour bar.
@@ -490,6 +556,8 @@ def epoch_grid(
         for i in range(n):
             _show_image(axes[r, i], images[i])
             shown = axes[r, i].imshow(stack[r, i], cmap=cmap, vmin=0, vmax=1, alpha=alpha)
+            if blank_maps(stack[r, i][None])[0]:
+                _mark_blank(axes[r, i], blank_reason)
             if r == 0 and labels is not None:
                 axes[r, i].set_title(class_names[int(labels[i])], fontsize=8)
         axes[r, 0].set_ylabel(f"epoch {int(epochs[r])}", fontsize=8)

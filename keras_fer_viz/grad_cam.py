@@ -50,6 +50,10 @@ class _LayerGradient(Explainer):
 
     overlay = True
     signed = True
+    blank_reason = (
+        "the weighted sum of the layer's feature maps is negative everywhere, so the ReLU "
+        "leaves nothing: at this layer the face's features count against the class"
+    )
     #: False for a method that needs the activations only (no backward pass).
     gradient = True
 
@@ -356,6 +360,10 @@ class EigenCAM(_LayerGradient):
     """
 
     name = "eigen_cam"
+    blank_reason = (
+        "the projection on the layer's first principal component is negative everywhere, "
+        "so the ReLU leaves nothing (a layer with no dominant positive pattern)"
+    )
     gradient = False
 
     def _combine(self, activations, grads):

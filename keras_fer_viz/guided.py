@@ -178,6 +178,7 @@ class GuidedBackprop(Explainer):
     """
 
     name = "guided_backprop"
+    blank_reason = "no positive gradient reaches the image through the guided ReLUs"
 
     def __init__(
         self, model, reduce="max", *, score="logit", normalize=True, batch_size=None, output=None
@@ -242,6 +243,10 @@ class GuidedGradCAM(GradCAM):
     name = "guided_grad_cam"
     overlay = False
     signed = False
+    blank_reason = (
+        "Grad-CAM's map is blank (its weighted sum of the feature maps is negative "
+        "everywhere), and the guided gradient is multiplied by it"
+    )
 
     def __init__(
         self,

@@ -226,6 +226,7 @@ class Lime(Explainer):
     """
 
     signed = True
+    blank_reason = "no superpixel raises the class's probability in LIME's linear fit"
 
     name = "lime"
 

@@ -122,6 +122,7 @@ class Occlusion(Explainer):
 
     name = "occlusion"
     signed = True
+    blank_reason = "hiding any patch leaves the class score exactly as it is"
     positive = "abs"
 
     def __init__(
@@ -322,6 +323,10 @@ class ScoreCAM(_LayerGradient):
     """
 
     name = "score_cam"
+    blank_reason = (
+        "the score-weighted sum of the layer's feature maps is negative everywhere, so the "
+        "ReLU leaves nothing"
+    )
     gradient = False
 
     def __init__(

@@ -50,6 +50,10 @@ def _check_reduce(reduce):
 
 
 class _InputGradient(Explainer):
+    blank_reason = (
+        "the class score's gradient is zero at every pixel: the units between the image "
+        "and the score are switched off or saturated"
+    )
     """Shared set-up: a probe model without taps and its value-and-grad function."""
 
     def __init__(self, model, **kwargs):

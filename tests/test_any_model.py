@@ -316,10 +316,24 @@ def test_report_explains_the_chosen_output_of_a_two_output_model(tmp_path):
     faces = kfv.synthetic_faces(28, seed=0)
     images = faces.images[:, 14:34, 14:34]  # 20x20 crops: the model's size
     result = kfv.report.write_report(
-        both, images, faces.labels, tmp_path / "r", spec, output="emotion", verbose=0
+        both,
+        images,
+        faces.labels,
+        tmp_path / "r",
+        spec,
+        output="emotion",
+        explorer_faces=1,
+        verbose=0,
     )
     assert sorted(result.figures) == sorted(e.id for e in spec), result.failed
     assert not result.failed
+    # The explorer explains the emotion output with every method (CAM: its own head).
+    assert not result.explorer.failed and set(result.explorer.maps) == set(kfv.EXPLAINERS)
+    np.testing.assert_allclose(
+        result.explorer.probabilities,
+        emotion.predict(images[result.explorer.index], verbose=0),
+        atol=1e-5,
+    )
     with pytest.raises(ValueError, match="has 2 outputs"):
         kfv.report.write_report(both, images, faces.labels, tmp_path / "refused", spec, verbose=0)
     assert not (tmp_path / "refused").exists()  # refused before anything is written
@@ -331,6 +345,7 @@ def test_report_explains_the_chosen_output_of_a_two_output_model(tmp_path):
     )
     argv = ["report", "--model", str(path), "--data", "synthetic", "--samples", "140"]
     argv += ["--spec", str(spec_file), "--quiet", "--out", str(tmp_path / "cli")]
+    argv += ["--explorer-faces", "0"]
     assert main([*argv, "--output", "1"]) == 2  # valence has 3 outputs, the data 7 classes
     assert main([*argv, "--output", "emotion"]) == 0
     assert (tmp_path / "cli" / "q1.png").is_file()

@@ -11,8 +11,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from browser import loaded, open_page
 from PIL import Image
 
+from keras_fer_viz import EXPLAINERS
 from keras_fer_viz.cli import load_model, main
 from keras_fer_viz.data import load_splits
 from keras_fer_viz.data.fer2013 import EMOTIONS
@@ -83,6 +85,7 @@ def test_load_splits_of_synthetic_faces_keeps_their_evidence():
     assert splits["source"] == "synthetic faces (seed 3)"
 
 
+@pytest.mark.end_to_end  # the whole train command: plumbing, once (TensorFlow)
 def test_train_on_synthetic(tmp_path, capsys):
     out = tmp_path / "m.keras"
     assert main(["train", "--data", "synthetic", "--out", str(out), *TINY]) == 0
@@ -94,6 +97,7 @@ def test_train_on_synthetic(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
 
 
+@pytest.mark.end_to_end  # the whole train command: plumbing, once (TensorFlow)
 def test_train_on_fer2013_file_uses_its_usage_column(tmp_path, capsys):
     faces = synthetic_faces(84, seed=5)
     usages = np.array(["Training"] * 56 + ["PublicTest"] * 14 + ["PrivateTest"] * 14)
@@ -141,6 +145,18 @@ def test_demo_writes_model_and_summary(tmp_path, capsys):
     # The callbacks' per-epoch figures.
     for name in ("saliency", "grad_cam"):
         assert (out / "epochs" / name / "epoch_0001.png").is_file()
+    # The explorer opens in Chromium: every cell of the confusion matrix opens its panel,
+    # every image loads, and no request leaves the folder.
+    with open_page(out / "index.html") as (browser, requests):
+        cells = browser.locator("td[data-count]")
+        assert cells.count() == 49
+        for k in range(49):
+            cell = cells.nth(k)
+            cell.click()
+            key = f"{cell.get_attribute('data-true')}|{cell.get_attribute('data-pred')}"
+            assert browser.locator("[data-cell]:visible").get_attribute("data-cell") == key
+        assert all(loaded(browser, "img"))
+        assert all(url.startswith("file://") for url in requests), requests
 
 
 @pytest.mark.parametrize(
@@ -343,6 +359,7 @@ def test_report_on_a_keras2_h5_model_with_an_input_range(tmp_path, capsys):
     out = tmp_path / "out"
     spec = write_spec(tmp_path, SMALL_SPEC.split('[[figure]]\nid = "class_images"')[0])
     argv = ["report", "--model", str(KERAS2_H5), "--data", "synthetic", "--samples", "70"]
+    argv += ["--explorer-faces", "0"]
     code = main([*argv, "--out", str(out), "--spec", str(spec), "--quiet"])
     assert code == 0, capsys.readouterr().err
     page = html.unescape((out / "index.html").read_text())
@@ -424,6 +441,7 @@ def test_load_splits_takes_train_and_test_folders(tmp_path, capsys):
         load_splits(str(data))
 
 
+@pytest.mark.end_to_end  # the whole train command: plumbing, once (TensorFlow)
 def test_train_on_an_image_folder(tmp_path, capsys):
     images, labels = coloured_images(45, (16, 16), seed=3)
     write_image_folder(tmp_path / "data", images, labels, ["red", "green", "blue"])
@@ -443,7 +461,7 @@ def test_the_command_prints_no_cuda_lines(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "keras_fer_viz.cli", "report", "--model", str(KERAS2_H5),
          "--data", "synthetic", "--samples", "70", "--spec", str(spec),
-         "--out", str(tmp_path / "out"), "--quiet"],
+         "--out", str(tmp_path / "out"), "--explorer-faces", "0", "--quiet"],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -467,7 +485,7 @@ def test_report_for_a_64x64_gray_h5_model_from_a_fer2013_csv(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
         ["report", "--model", str(path), "--data", str(csv), "--out", str(out),
-         "--spec", str(write_spec(tmp_path)), "--quiet"]
+         "--spec", str(write_spec(tmp_path)), "--explorer-faces", "0", "--quiet"]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
     page = html.unescape((out / "index.html").read_text())
@@ -508,7 +526,8 @@ def test_report_for_an_rgb_model_from_an_image_folder(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
         ["report", "--model", str(path), "--data", str(tmp_path / "flowers"), "--out", str(out),
-         "--spec", str(write_spec(tmp_path)), "--input-range", "-1", "1", "--quiet"]
+         "--spec", str(write_spec(tmp_path)), "--input-range", "-1", "1", "--quiet",
+         "--explorer-faces", "1"]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
     page = html.unescape((out / "index.html").read_text())
@@ -521,8 +540,13 @@ def test_report_for_an_rgb_model_from_an_image_folder(tmp_path, capsys):
     for name in names:
         assert f"<tr><td>{name}</td><td>4</td>" in page
     named = re.findall(r'<img src="([^"]+)"', page)
-    assert len(named) == 8 and "This figure failed" not in page
+    figures = [name for name in named if not name.startswith("explorer/")]
+    assert len(figures) == 8 and "This figure failed" not in page
     assert "Outputs of a conv layer for an angry face" in page
+    # The explorer: a 3 x 3 confusion matrix of the folder's classes, every method's maps
+    # of RGB faces, one per cell.
+    assert len(re.findall(r"<td data-true=", page)) == 9 and "No maps from" not in page
+    assert {f"explorer/map_{m}.png" for m in EXPLAINERS} <= set(named)
     # The accuracy in the index is the model's on the test folder's images resized by
     # Pillow and scaled to [-1, 1]: high, as on the images it was trained with.
     probs = model.predict(pil_adapt(test_x, (40, 40), (1 / 127.5, -1.0)), verbose=0)

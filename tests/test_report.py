@@ -154,6 +154,7 @@ def test_report_writes_figures_and_an_index_and_goes_on_after_a_failure(
         out,
         spec,
         cam_model=fixture_cam_model,
+        explorer_faces=0,  # tests/test_explorer.py
         verbose=0,
     )
     assert sorted(result.figures) == ["confusion", "grad_cam"]
@@ -164,7 +165,9 @@ def test_report_writes_figures_and_an_index_and_goes_on_after_a_failure(
     page = (out / "index.html").read_text()
     assert "This figure failed: ValueError: No layer named &#x27;nope&#x27;" in page
     assert "Not drawn: no training history" in page
-    assert re.findall(r'<img src="([^"]+)"', page) == ["a.png", "c.png"]
+    # In the study's order: question 3 (the confusion matrix) before question 4.
+    assert re.findall(r'<img src="([^"]+)"', page) == ["c.png", "a.png"]
+    assert "No explorer: explorer_faces=0" in page
     assert "Accuracy per class" in page and "block3_conv2" in page  # the model summary
     image = mpimg.imread(out / "a.png")
     assert image.ndim == 3 and image.shape[0] > 100
@@ -196,6 +199,7 @@ def test_report_ranks_the_methods_it_checked(tmp_path, fixture_model, report_fac
         tmp_path,
         spec,
         evidence=report_faces.evidence[:140],
+        explorer_faces=0,
         verbose=0,
     )
     assert sorted(result.figures) == ["curves", "truth"]
@@ -289,7 +293,14 @@ def test_report_shows_class_means_with_their_description(
     )
     x, y = report_faces.images[:70], report_faces.labels[:70]
     result = write_report(
-        fixture_model, x, y, tmp_path, [grad_cam, cam], cam_model=fixture_cam_model, verbose=0
+        fixture_model,
+        x,
+        y,
+        tmp_path,
+        [grad_cam, cam],
+        cam_model=fixture_cam_model,
+        explorer_faces=0,
+        verbose=0,
     )
     assert sorted(result.figures) == ["cam", "grad_cam"] and not result.failed
     page = (tmp_path / "index.html").read_text()
@@ -326,6 +337,8 @@ def test_report_command_renders_the_whole_spec(tmp_path, capsys):
             "700",
             "--history",
             str(FIXTURES / "history.json"),
+            "--explorer-faces",  # the demo's test opens the explorer of a whole report
+            "0",
             "--quiet",
         ]
     )
@@ -509,6 +522,7 @@ def test_report_adapts_the_images_to_the_model_and_says_so(tmp_path, report_face
         evidence=report_faces.evidence[:70],  # 48x48 masks, resized with the faces
         input_range=(0, 1),
         source="synthetic faces",
+        explorer_faces=1,
         verbose=0,
     )
     steps = [
@@ -517,6 +531,9 @@ def test_report_adapts_the_images_to_the_model_and_says_so(tmp_path, report_face
         "scaled 0-255 pixels to [0, 1]",
     ]
     assert result.adapted == steps and sorted(result.figures) == ["confusion", "truth"]
+    # The explorer works on the adapted RGB images: every method, one face per cell.
+    assert not result.explorer.failed and set(result.explorer.maps) == set(kfv.EXPLAINERS)
+    assert result.explorer.faces.tile == (64, 64)
     page = html.unescape((tmp_path / "index.html").read_text())
     assert "70 held-out images from synthetic faces; 7 classes: Angry, Disgust" in page
     assert f"Images adapted to the model's input (None, 64, 64, 3): {', '.join(steps)}." in page

@@ -19,21 +19,27 @@ The package, from the bottom up:
 - ``methods``: explainers for entries, built from ``kfv.EXPLAINERS``.
 - ``trust``: the trust figures and `trust_ranking`.
 - ``render``: `render_figure`, one function per kind of figure.
+- ``explorer``: the page's explorer (the confusion matrix whose cells open
+  their faces and every method's maps; class means; the epoch slider).
 - ``page``: the index.html.
 - ``write``: `write_report`.
 """
 
 from keras_fer_viz.data.pick import class_index, pick_faces
 from keras_fer_viz.report.context import CAM_IMAGES, ReportContext, ReportResult, SkipFigure
+from keras_fer_viz.report.explorer import FACES_PER_CELL, Explorer, build_explorer
 from keras_fer_viz.report.render import render_figure
 from keras_fer_viz.report.trust import trust_ranking
 from keras_fer_viz.report.write import write_report
 
 __all__ = [
     "CAM_IMAGES",
+    "FACES_PER_CELL",
+    "Explorer",
     "ReportContext",
     "ReportResult",
     "SkipFigure",
+    "build_explorer",
     "class_index",
     "pick_faces",
     "render_figure",

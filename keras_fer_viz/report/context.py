@@ -124,6 +124,8 @@ class ReportResult:
     skipped: dict  # id -> reason
     #: what was done to fit the images to the model (`adapt_images`' steps)
     adapted: list = field(default_factory=list)
+    #: the page's explorer (`keras_fer_viz.report.explorer.Explorer`), or None
+    explorer: object = None
 
 
 def face_index(entry, ctx) -> np.ndarray:

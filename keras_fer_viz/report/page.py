@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from contextlib import redirect_stdout
 
 from keras_fer_viz.data.adapt import describe_range
@@ -21,7 +22,8 @@ _STYLE = (
     "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
     "figure{margin:2em 0}img{max-width:100%}figcaption{color:#333}"
     "td,th{padding:2px 10px;text-align:right}pre{background:#f4f4f4;padding:1em;"
-    "overflow-x:auto}.failed{color:#a00}</style>"
+    "overflow-x:auto}.failed{color:#a00}"
+    "nav a{margin-right:1em}section.question{border-top:2px solid #ccc;margin-top:2em}"
 )
 _TRUST_INTRO = (
     "<p>Methods ranked on this model by their mean rank over the checks below: "
@@ -37,10 +39,14 @@ def _cells(values, columns) -> str:
     return "".join(f"<td>{values[c]:.3f}</td>" if c in values else "<td>-</td>" for c in columns)
 
 
-def trust_html(ctx) -> list[str]:
-    """The "How far to trust these maps" section: the methods ranked, random for reference."""
+def trust_html(ctx, figures=()) -> list[str]:
+    """The "How far to trust these maps" section: the trust `figures` (each a list of
+    lines), the methods ranked, random for reference."""
+    figures = [line for figure in figures for line in figure]
     if not ctx.trust:
-        return []
+        if not figures:
+            return []
+        return ['<section id="trust"><h2>How far to trust these maps</h2>', *figures, "</section>"]
     e = html.escape
     columns = [c for c in TRUST_COLUMNS if any(c in v for v in ctx.trust.values())]
     head = "".join(
@@ -50,6 +56,7 @@ def trust_html(ctx) -> list[str]:
     )
     lines = [
         '<section id="trust"><h2>How far to trust these maps</h2>',
+        *figures,
         _TRUST_INTRO,
         f"<table><tr><th>rank</th><th>method</th>{head}</tr>",
     ]
@@ -122,7 +129,7 @@ def _accuracy_html(ctx) -> list[str]:
 def _figure_html(entry, written, failed, skipped) -> list[str]:
     e = html.escape
     parts = [
-        f'<section id="{e(entry.id)}"><h2>{e(entry.title)}</h2>',
+        f'<section id="{e(entry.id)}"><h3>{e(entry.title)}</h3>',
         f"<p><em>{e(entry.question)}</em></p>",
     ]
     if entry.id in written:
@@ -138,22 +145,84 @@ def _figure_html(entry, written, failed, skipped) -> list[str]:
     return parts
 
 
-def index_html(title, entries, written, failed, skipped, ctx, data=()) -> str:
-    """The whole page: `data` (`data_html`), accuracy, each entry's figure or why not,
-    the trust ranking and the model's summary."""
+# The study's four questions (shared/study): the page's sections, in this order.
+QUESTIONS = {
+    "1": "Q1. Where does the model look when it classifies a face?",
+    "2": "Q2. What do the filters of a layer respond to?",
+    "3": "Q3. How does the model judge each emotion, and which does it confuse?",
+    "4": "Q4. Which regions drive each class?",
+}
+_QUESTION = re.compile(r"^Q([1-4])\b")
+_TRUST_KINDS = frozenset({"deletion_insertion", "randomization", "evidence"})
+
+
+def _section_of(entry) -> str:
+    """Where an entry goes: a question ("1"-"4"), "trust" or "training"."""
+    if entry.method in _TRUST_KINDS:
+        return "trust"
+    found = _QUESTION.match(entry.question.strip())
+    return found.group(1) if found else "training"
+
+
+def index_html(
+    title, entries, written, failed, skipped, ctx, data=(), explorer=None, explorer_failed=None
+) -> str:
+    """The whole page: `data` (`data_html`) and the accuracy, then the study's four
+    questions as sections (each entry's figure or why not; the explorer in Q3, the
+    class-average maps and the epoch slider in Q4), training, the trust figures and
+    ranking, and the model's summary."""
+    from keras_fer_viz.report import explorer as explore
+
     e = html.escape
+    ranking = trust_ranking(ctx.trust) if ctx.trust else []
+    by_section = {}
+    for entry in entries:
+        by_section.setdefault(_section_of(entry), []).append(entry)
+    nav = [f'<a href="#q{k}">Q{k}</a>' for k in QUESTIONS]
+    nav += ['<a href="#training">Training</a>', '<a href="#trust">Trust</a>']
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{e(title)}</title>",
-        _STYLE + "</head><body>",
+        _STYLE + f"<style>{explore.STYLE}</style></head><body>",
         f"<h1>{e(title)}</h1>",
+        f'<nav>{"".join(nav)}<a href="#model">Model</a></nav>',
         f"<p>Model <code>{e(ctx.model.name)}</code>, {len(ctx.y)} held-out images.</p>",
         *data,
         *_accuracy_html(ctx),
     ]
-    for entry in entries:
+    for key, heading in QUESTIONS.items():
+        parts.append(
+            f'<section class="question" id="q{key}" data-question="{key}"><h2>{e(heading)}</h2>'
+        )
+        for entry in by_section.get(key, []):
+            parts += _figure_html(entry, written, failed, skipped)
+        if key == "3":
+            parts.append("<h3>Explore the confusion matrix</h3>")
+            if explorer is not None:
+                parts += explore.explorer_html(explorer, ranking)
+            else:
+                parts.append(f'<p class="failed">No explorer: {e(explorer_failed or "off")}</p>')
+        if key == "4" and explorer is not None:
+            parts += explore.class_means_html(explorer) + explore.epochs_html(explorer)
+        parts.append("</section>")
+    parts.append('<section class="question" id="training"><h2>Training</h2>')
+    for entry in by_section.get("training", []):
         parts += _figure_html(entry, written, failed, skipped)
-    parts += trust_html(ctx)
-    parts += ["<h2>Model</h2>", f"<pre>{e(_model_summary(ctx.model))}</pre>", "</body></html>"]
+    parts.append("</section>")
+    trust_figures = [_figure_html(x, written, failed, skipped) for x in by_section.get("trust", [])]
+    parts += trust_html(ctx, trust_figures)
+    parts += [
+        '<section id="model"><h2>Model</h2>',
+        f"<pre>{e(_model_summary(ctx.model))}</pre></section>",
+    ]
+    if explorer is not None:
+        sizes = explorer.files()
+        parts.append(
+            f"<p><small>Explorer images: {len(sizes)} files, "
+            f"{sum(sizes.values()) / 1024:.0f} KiB.</small></p>"
+        )
+        parts.append(explore.script())
+    parts.append("</body></html>")
     return "\n".join(parts) + "\n"

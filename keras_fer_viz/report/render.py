@@ -27,7 +27,7 @@ from keras_fer_viz.report.methods import (
 )
 from keras_fer_viz.spec import FigureSpec
 
-__all__ = ["render_figure"]
+__all__ = ["class_means_result", "render_figure"]
 
 
 def render_figure(entry: FigureSpec, ctx):
@@ -64,6 +64,7 @@ def _draw_maps(entry, ctx, explainer, draw, title=None):
         confidences=confidence,
         class_names=ctx.class_names,
         title=entry.title if title is None else title,
+        blank_reason=explainer.blank_reason,
     )
 
 
@@ -194,17 +195,33 @@ def _epochs_figure(entry, ctx):
         labels=kept.get("labels"),
         class_names=ctx.class_names,
         title=entry.title,
+        blank_reason=getattr(EXPLAINERS.get(name), "blank_reason", None),
     )
+
+
+def class_means_result(entry, ctx, name=None):
+    """`explain_dataset` of a class-means entry's method over all the held-out images
+    (each explained for its true class), cached in the context for the explorer.
+
+    Args:
+        entry: a ``class_means`` spec entry, or None for `name` with its defaults.
+        ctx: the `ReportContext`.
+        name: the method; None for the entry's ``explainer`` (default Grad-CAM).
+    """
+    from keras_fer_viz.spec import FigureSpec
+
+    if entry is None:
+        entry = FigureSpec("class_means", "", "", "class_means", "class_means.png")
+    name = entry.get("explainer", "grad_cam") if name is None else name
+    if name == "cam":  # the GAP-head model; its layer is the one the head was trained on
+        return ctx.dataset_explanation(name, cam_model(entry, ctx))
+    return ctx.dataset_explanation(name, **entry_options(entry, name, ctx.model))
 
 
 def _class_means_figure(entry, ctx):
     """A method's mean map per true and predicted class over all the held-out images
     (`keras_fer_viz.datasets.explain_dataset`, each image explained for its true class)."""
-    name = entry.get("explainer", "grad_cam")
-    if name == "cam":  # the GAP-head model; its layer is the one the head was trained on
-        result = ctx.dataset_explanation(name, cam_model(entry, ctx))
-    else:
-        result = ctx.dataset_explanation(name, **entry_options(entry, name, ctx.model))
+    result = class_means_result(entry, ctx)
     return figures.class_mean_grid(
         result.class_means,
         result.counts,

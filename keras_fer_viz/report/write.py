@@ -17,6 +17,7 @@ from keras_fer_viz.data.adapt import PIXEL_RANGE, adapt_images, adapt_masks
 from keras_fer_viz.data.fer2013 import EMOTIONS
 from keras_fer_viz.report import page
 from keras_fer_viz.report.context import CAM_IMAGES, ReportContext, ReportResult, SkipFigure
+from keras_fer_viz.report.explorer import FACES_PER_CELL, build_explorer
 from keras_fer_viz.report.render import render_figure
 from keras_fer_viz.spec import load_spec
 
@@ -41,6 +42,7 @@ def write_report(
     source=None,
     output=None,
     cam_images=CAM_IMAGES,
+    explorer_faces=FACES_PER_CELL,
     verbose="auto",
 ) -> ReportResult:
     """Renders every entry of a figure spec into `out_dir`, with an index.html.
@@ -48,6 +50,12 @@ def write_report(
     Each figure is written atomically as ``out_dir/<file>``; a figure that
     fails is reported (in the return value, on stderr and in the index) and
     the others go on. Nothing is written outside `out_dir`.
+
+    The index is an explorer (`keras_fer_viz.report.explorer`): the study's
+    four questions as sections, the confusion matrix as a table whose cells
+    open their faces with their maps for every registered method (images in
+    ``out_dir/explorer/``), the class-average maps and the trust ranking. It
+    opens from file://, with no server and no network request.
 
     The images are first fitted to the model's input with
     `keras_fer_viz.data.adapt_images` (resized to its height and width,
@@ -84,6 +92,10 @@ def write_report(
         cam_images: at most this many images of `train_data` (a stratified,
             seeded sample) train the CAM head, so memory stays bounded for
             any data set and image size. Defaults to `CAM_IMAGES` (7,000).
+        explorer_faces: faces the explorer shows per cell of the confusion
+            matrix, each explained by every registered method; 0 leaves the
+            explorer out (the figures and the rest of the page stay).
+            Defaults to `FACES_PER_CELL` (4).
         verbose: "auto"/1 for a progress bar over figures, 0 for none.
             Defaults to `"auto"`.
 
@@ -126,10 +138,23 @@ def write_report(
         output=output,
     )
     written, failed, skipped = _render_all(entries, ctx, out_dir, verbose)
+    explorer, explorer_failed = None, "explorer_faces=0"
+    if explorer_faces:
+        try:
+            explorer = build_explorer(ctx, entries, out_dir, per_cell=int(explorer_faces))
+        except Exception as err:  # the page goes on without it, and says why
+            explorer_failed = f"{type(err).__name__}: {err}"
+            if verbose:
+                print(f"\nthe explorer failed: {explorer_failed}")
     index = out_dir / "index.html"
     data = page.data_html(ctx, steps, input_range, source)
-    _io.write_text(index, page.index_html(title, entries, written, failed, skipped, ctx, data))
-    return ReportResult(out_dir, index, written, failed, skipped, steps)
+    _io.write_text(
+        index,
+        page.index_html(
+            title, entries, written, failed, skipped, ctx, data, explorer, explorer_failed
+        ),
+    )
+    return ReportResult(out_dir, index, written, failed, skipped, steps, explorer)
 
 
 def _render_all(entries, ctx, out_dir, verbose):

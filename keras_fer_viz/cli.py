@@ -513,6 +513,7 @@ def _explain_command(args) -> None:
     from keras_fer_viz.datasets import explain_dataset
     from keras_fer_viz.figures import class_mean_grid
     from keras_fer_viz.layers import input_shape
+    from keras_fer_viz.registry import EXPLAINERS
 
     options = _method_options(args.option)
     if args.output is not None:
@@ -554,6 +555,7 @@ def _explain_command(args) -> None:
         result.counts,
         class_names,
         title=f"Mean {args.method} maps, {len(y)} images: true class (rows) x predicted",
+        blank_reason=getattr(EXPLAINERS.get(args.method), "blank_reason", None),
     )
     with _io.atomic_path(args.out / "class_means.png") as tmp:
         fig.savefig(tmp, dpi=100)

@@ -743,8 +743,14 @@ def evidence_bars(scores, title="Maps against the ground truth"):
     return fig
 
 
-def class_mean_grid(class_means, counts, class_names=EMOTIONS, title="Mean maps"):
+def class_mean_grid(
+    class_means, counts, class_names=EMOTIONS, title="Mean maps", blank_reason=None
+):
     """The mean map of each cell of the confusion matrix: rows true class, columns predicted.
+
+    A cell with images whose mean map is blank (`blank_maps`: every map
+    averaged there is blank) is marked "blank", and the figure says why
+    under the grid (`blank_reason`).
 
     Args:
         class_means: (C, C, H, W) mean maps (`DatasetExplanation.class_means`).
@@ -752,6 +758,9 @@ def class_mean_grid(class_means, counts, class_names=EMOTIONS, title="Mean maps"
             empty cell is left blank.
         class_names: the C class names. Defaults to `EMOTIONS`.
         title: the figure's title. Defaults to `"Mean maps"`.
+        blank_reason: why the method can give a blank map
+            (``type(explainer).blank_reason``); None says only that the
+            maps are blank. Defaults to `None`.
 
     Returns:
         A `matplotlib.figure.Figure`: one panel per cell, titled with its
@@ -780,6 +789,7 @@ def class_mean_grid(class_means, counts, class_names=EMOTIONS, title="Mean maps"
     fig = Figure(figsize=(1.15 * c + 1.6, 1.15 * c + 0.9), dpi=100, layout="constrained")
     axes = fig.subplots(c, c, squeeze=False)
     shown = None
+    blank = blank_maps(means.reshape(c * c, *means.shape[2:])).reshape(c, c) & (counts > 0)
     for i in range(c):
         for j in range(c):
             ax = axes[i, j]
@@ -787,6 +797,9 @@ def class_mean_grid(class_means, counts, class_names=EMOTIONS, title="Mean maps"
             n = int(counts[i, j])
             if n:
                 shown = ax.imshow(means[i, j], cmap=_MAP_CMAP, vmin=0, vmax=top)
+            if blank[i, j]:
+                ax.text(0.5, 0.5, "blank", transform=ax.transAxes, ha="center", va="center",
+                        fontsize=6, color="white")  # fmt: skip
             ax.set_title(f"n={n}", fontsize=6, pad=2)
             if i == j:
                 for spine in ax.spines.values():
@@ -796,7 +809,17 @@ def class_mean_grid(class_means, counts, class_names=EMOTIONS, title="Mean maps"
         axes[i, 0].set_ylabel(class_names[i], fontsize=7)
         axes[-1, i].set_xlabel(class_names[i], fontsize=7)
     fig.supylabel("true class", fontsize=8)
-    fig.supxlabel("predicted class", fontsize=8)
+    xlabel = "predicted class"
+    if blank.any():
+        import textwrap
+
+        why = (
+            f"every map of the cell is blank: {blank_reason}"
+            if blank_reason
+            else ("every map of the cell is blank")
+        )
+        xlabel += "\n" + textwrap.fill(f"blank: {why}", 110)
+    fig.supxlabel(xlabel, fontsize=8)
     if shown is not None:
         fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.6, label="mean relevance")
     fig.suptitle(title, fontsize=10)

@@ -222,11 +222,13 @@ def _class_means_figure(entry, ctx):
     """A method's mean map per true and predicted class over all the held-out images
     (`keras_fer_viz.datasets.explain_dataset`, each image explained for its true class)."""
     result = class_means_result(entry, ctx)
+    name = entry.get("explainer", "grad_cam")
     return figures.class_mean_grid(
         result.class_means,
         result.counts,
         ctx.class_names,
         title=f"{entry.title} ({int(result.counts.sum())} images)",
+        blank_reason=getattr(EXPLAINERS.get(name), "blank_reason", None),
     )
 
 

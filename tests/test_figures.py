@@ -237,3 +237,48 @@ def test_class_mean_grid_rows_are_true_classes_and_empty_cells_blank():
     )
     with pytest.raises(ValueError, match="same C"):
         figures.class_mean_grid(means, counts[:2, :2], ["a", "b"])
+
+
+def _texts(ax):
+    return [t.get_text() for t in ax.texts]
+
+
+def test_blank_maps_are_constant_or_not_finite():
+    maps = np.random.default_rng(0).random((5, 6, 6))
+    maps[1] = 0.0  # a ReLU'd map with nothing left
+    maps[2] = 0.7  # constant, not zero
+    maps[3, 2, 2] = np.nan
+    assert figures.blank_maps(maps).tolist() == [False, True, True, True, False]
+
+
+@pytest.mark.parametrize("grid", [figures.saliency_grid, figures.overlay_grid])
+def test_a_blank_map_says_so_and_why_on_its_panel(grid):
+    maps = np.random.default_rng(1).random((3, 48, 48))
+    maps[1] = 0.0
+    fig = grid(np.zeros((3, 48, 48, 1)), maps, blank_reason="the ReLU ate it")
+    # The maps' panels: saliency_grid's second row, overlay_grid's only row.
+    panels = fig.axes[3:6] if grid is figures.saliency_grid else fig.axes[:3]
+    said = [" ".join(_texts(ax)).replace("\n", " ") for ax in panels]
+    assert said[0] == said[2] == ""
+    assert said[1] == "blank map: the ReLU ate it"
+
+
+def test_epoch_grid_marks_a_blank_map_of_one_epoch():
+    maps = np.random.default_rng(2).random((2, 3, 8, 8))
+    maps[0, 2] = 0.0
+    fig = figures.epoch_grid(np.zeros((3, 8, 8)), maps, [1, 2], blank_reason="why")
+    marked = [k for k, ax in enumerate(fig.axes[:6]) if _texts(ax)]
+    assert marked == [2]  # row 0 (epoch 1), column 2
+
+
+def test_class_mean_grid_marks_blank_cells_and_says_why_under_the_grid():
+    means = np.random.default_rng(3).random((2, 2, 8, 8)).astype("float32")
+    means[0, 1] = 0.0  # images, all blank
+    means[1, 0] = 0.0  # no image
+    counts = np.array([[4, 2], [0, 5]])
+    fig = figures.class_mean_grid(means, counts, "ab", blank_reason="the ReLU ate it")
+    assert [bool(_texts(ax)) for ax in fig.axes[:4]] == [False, True, False, False]
+    assert "blank: every map of the cell is blank: the ReLU ate it" in fig._supxlabel.get_text()
+    means[0, 1] = np.linspace(0, 1, 64).reshape(8, 8)  # not blank: nothing to say
+    plain = figures.class_mean_grid(means, counts, "ab")
+    assert plain._supxlabel.get_text() == "predicted class"

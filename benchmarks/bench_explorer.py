@@ -133,8 +133,7 @@ def run() -> list[dict]:
                 f"{load:.2f} s",
                 f"< {LOAD_TARGET_S} s",
                 load < LOAD_TARGET_S,
-                f"{len(set(requests))} distinct files requested, {len(outside)} outside the "
-                "folder",
+                f"{len(set(requests))} distinct files requested, {len(outside)} outside the folder",
             ),
             row(
                 "every cell clicked in turn",

@@ -241,17 +241,22 @@ def test_the_page_is_light_and_names_its_sizes(report):
     assert "http://" not in page and "https://" not in page
 
 
-def test_without_the_explorer_the_page_says_so(tmp_path, fixture_model, report_faces):
+def small_report(out, model, faces, explorer_faces):
+    """The confusion matrix alone over 14 faces, with `explorer_faces` per cell."""
     entries = [e for e in load_spec() if e.id == "q3_confusion_matrix"]
-    result = write_report(
-        fixture_model,
-        report_faces.images[:14],
-        report_faces.labels[:14],
-        tmp_path,
+    return write_report(
+        model,
+        faces.images[:14],
+        faces.labels[:14],
+        out,
         entries,
-        explorer_faces=0,
+        explorer_faces=explorer_faces,
         verbose=0,
     )
+
+
+def test_without_the_explorer_the_page_says_so(tmp_path, fixture_model, report_faces):
+    result = small_report(tmp_path, fixture_model, report_faces, explorer_faces=0)
     assert result.explorer is None and not (tmp_path / "explorer").exists()
     assert "No explorer: explorer_faces=0" in result.index.read_text()
 
@@ -263,16 +268,7 @@ def test_a_failing_method_is_named_and_the_others_go_on(
         raise RuntimeError("out of ideas")
 
     monkeypatch.setattr(kfv.Occlusion, "explain", broken)
-    entries = [e for e in load_spec() if e.id == "q3_confusion_matrix"]
-    result = write_report(
-        fixture_model,
-        report_faces.images[:14],
-        report_faces.labels[:14],
-        tmp_path,
-        entries,
-        explorer_faces=1,
-        verbose=0,
-    )
+    result = small_report(tmp_path, fixture_model, report_faces, explorer_faces=1)
     assert result.explorer.failed == {"occlusion": "RuntimeError: out of ideas"}
     assert set(result.explorer.maps) == set(kfv.EXPLAINERS) - {"occlusion"}
     assert "No maps from occlusion: RuntimeError: out of ideas" in result.index.read_text()

@@ -20,6 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from keras_fer_viz._io import save_model
 from keras_fer_viz.data.fer2013 import EMOTIONS
+from keras_fer_viz.models import compile_augmentation_on_jax
 
 __all__ = [
     "train",
@@ -218,6 +219,7 @@ def train(
     if not learning_rate > 0:
         raise ValueError(f"Expected learning_rate > 0. Received: {learning_rate!r}")
     if not model.compiled:
+        compile_augmentation_on_jax(model)  # a loaded fer_cnn: jitted on JAX too
         if schedule == "cosine":
             steps = epochs * int(np.ceil(len(x) / batch_size))
             warmup = max(1, steps // 10)

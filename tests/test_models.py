@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_fer_viz.models import fer_cnn
+from keras_fer_viz.models import compile_augmentation_on_jax, fer_cnn
 
 EXPECTED = (
     [
@@ -131,3 +131,54 @@ def test_round_trip_keeps_the_predictions(trained_tiny, suffix, tmp_path):
     assert [la.name for la in loaded.layers] == [la.name for la in tiny.layers]
     for original, back in zip(tiny.layers, loaded.layers, strict=True):
         assert back.get_config() == original.get_config(), original.name
+
+
+def augmented_tiny(**compile_args):
+    """Keras' three affine augmentation layers before a small head, compiled, seeded."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.RandomRotation(0.1, fill_mode="nearest")(inputs)
+    x = keras.layers.RandomZoom(0.1, fill_mode="nearest")(x)
+    x = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest")(x)
+    x = keras.layers.Conv2D(2, 3, activation="relu")(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    compile_augmentation_on_jax(model)
+    model.compile("adam", "sparse_categorical_crossentropy", **compile_args)
+    return model
+
+
+def test_augmentation_compiles_on_jax_and_trains_as_eagerly(model):
+    # Keras marks these layers not XLA-compatible on every backend, which made a
+    # fer_cnn train op by op on JAX. Oracle: the same steps run eagerly, as Keras
+    # runs them without XLA.
+    on_jax = keras.backend.backend() == "jax"
+    jitted = augmented_tiny()
+    assert jitted.jit_compile is on_jax
+    augment = [model.get_layer(f"augment_{n}") for n in ("rotate", "zoom", "shift")]
+    assert [layer.supports_jit for layer in augment] == [on_jax] * 3
+    eager = augmented_tiny(jit_compile=False, run_eagerly=True)
+    x = np.random.default_rng(0).uniform(0, 1, (8, 16, 16, 1)).astype("float32")
+    y = np.arange(8) % 3
+    np.testing.assert_allclose(jitted.train_on_batch(x, y), eager.train_on_batch(x, y), rtol=1e-5)
+    for a, b in zip(jitted.get_weights(), eager.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # The augmentation works inside the compiled model: training calls differ.
+    first, second = (keras.ops.convert_to_numpy(jitted(x, training=True)) for _ in range(2))
+    assert np.abs(first - second).max() > 1e-4
+
+
+def test_another_layer_without_xla_keeps_the_model_uncompiled():
+    class NoXLA(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.supports_jit = False
+
+        def call(self, x):
+            return x
+
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.RandomZoom(0.1)(NoXLA()(inputs))
+    model = keras.Model(inputs, keras.layers.Flatten()(x))
+    assert compile_augmentation_on_jax(model) is False
+    assert [layer.supports_jit for layer in model.layers[1:3]] == [False, False]

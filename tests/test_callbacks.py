@@ -479,6 +479,7 @@ def test_maps_are_those_of_the_model_at_that_epoch(tmp_path):
     assert np.abs(kept["maps"][0] - kept["maps"][1]).max() > 1e-3  # epoch 1 differed
 
 
+@pytest.mark.backend_independent
 def test_every_and_resuming_never_overwrite_another_epoch(tmp_path):
     model = small_model()
     callback = C.SaliencyCallback(PROBE, PROBE_LABELS, out_dir=tmp_path, every=2)
@@ -492,6 +493,7 @@ def test_every_and_resuming_never_overwrite_another_epoch(tmp_path):
     assert callback.written == [(6, tmp_path / "saliency" / "epoch_0006.png")]
 
 
+@pytest.mark.backend_independent
 def test_a_failing_figure_warns_once_and_training_goes_on(tmp_path):
     callback = C.GradCAMCallback(PROBE, layer="no_such_layer", out_dir=tmp_path)
     with warnings.catch_warnings(record=True) as caught:
@@ -503,12 +505,14 @@ def test_a_failing_figure_warns_once_and_training_goes_on(tmp_path):
     assert [e for e, _ in callback.failures] == [1, 2, 3] and not pngs(tmp_path)
 
 
+@pytest.mark.backend_independent
 def test_strict_raises(tmp_path):
     callback = C.GradCAMCallback(PROBE, layer="no_such_layer", out_dir=tmp_path, strict=True)
     with pytest.raises(ValueError, match="No layer named 'no_such_layer'"):
         fit(small_model(), [callback], epochs=2)
 
 
+@pytest.mark.backend_independent
 def test_a_full_disk_leaves_no_half_written_file(tmp_path, monkeypatch):
     def savefig(self, path, **kwargs):
         Path(path).write_bytes(b"\x89PNG half")
@@ -524,6 +528,7 @@ def test_a_full_disk_leaves_no_half_written_file(tmp_path, monkeypatch):
         fit(small_model(), [strict], epochs=1)  # raised from the drawing thread at train end
 
 
+@pytest.mark.backend_independent
 def test_an_unwritable_folder_warns(tmp_path):
     (tmp_path / "saliency").write_text("a file where the folder should be")
     callback = C.SaliencyCallback(PROBE, out_dir=tmp_path)

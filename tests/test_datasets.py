@@ -332,28 +332,10 @@ def same(result, local):
     np.testing.assert_allclose(result.class_means, local.class_means, rtol=0, atol=1e-6)
 
 
+# One test, two Ray runs (each starts its workers, which import Keras: the cost):
+# interrupted with a model object, resumed with its file.
 @pytest.mark.slow
-def test_ray_with_two_workers_equals_the_local_run(
-    local_ray, fixture_model, faces, expected, tmp_path, monkeypatch
-):
-    monkeypatch.setattr(datasets, "CHUNK", 8)  # 40 images: five chunks for two workers
-    x, y = faces.images, faces.labels
-    local = explain_dataset("grad_cam", fixture_model, (x, y))
-    check(local, expected)
-    log = tmp_path / "pids"
-    log.mkdir()
-    # A model object: saved, and shipped to the workers through Ray's object store.
-    on_ray = explain_dataset(
-        WhoExplains, fixture_model, (x, y), engine="ray", num_workers=2, log=str(log)
-    )
-    same(on_ray, local)
-    check(on_ray, expected)
-    pids = {int(p.name) for p in log.iterdir()}
-    assert len(pids) == 2 and os.getpid() not in pids  # both workers explained, not this one
-
-
-@pytest.mark.slow
-def test_ray_writes_the_local_files_and_an_interrupted_run_resumes(
+def test_ray_with_two_workers_equals_local_and_an_interrupted_run_resumes(
     local_ray, fixture_model, faces, expected, tmp_path
 ):
     # 120 images in batches of 16: eight chunks. Two workers hold four in flight, so at
@@ -363,17 +345,27 @@ def test_ray_writes_the_local_files_and_an_interrupted_run_resumes(
     np.testing.assert_array_equal(local.counts, 3 * expected["counts"])
     np.testing.assert_allclose(local.class_means, expected["means"], rtol=0, atol=2e-6)
 
-    # A model given by its path: its file is shipped to the workers.
+    log = tmp_path / "pids"
+    log.mkdir()
+    out = tmp_path / "b"
+    # A model object: saved, and shipped to the workers through Ray's object store.
+    with pytest.raises(KeyboardInterrupt):  # num_workers=None: one per CPU of Ray, two
+        explain_dataset(
+            WhoExplains, fixture_model, Interrupted(x, y, 6), out=out, engine="ray", log=str(log)
+        )
+    assert written(out) == ["parts/part-0000000.npz", "parts/part-0000001.npz", "progress.json"]
+    for pid in log.iterdir():
+        pid.unlink()
+    # The same model by its path: the file is shipped to the workers; the same weights,
+    # so the run resumes.
     path = tmp_path / "model.keras"
     fixture_model.save(path)
-    out = tmp_path / "b"
-    with pytest.raises(KeyboardInterrupt):  # num_workers=None: one per CPU of Ray, two
-        explain_dataset("grad_cam", path, Interrupted(x, y, 6), out=out, engine="ray")
-    assert written(out) == ["parts/part-0000000.npz", "parts/part-0000001.npz", "progress.json"]
     resumed = explain_dataset(
-        "grad_cam", path, Interrupted(x, y, 99), out=out, engine="ray", num_workers=2
+        WhoExplains, path, Interrupted(x, y, 99), out=out, engine="ray", num_workers=2, log=str(log)
     )
     same(resumed, local)
+    pids = {int(p.name) for p in log.iterdir()}
+    assert len(pids) == 2 and os.getpid() not in pids  # both workers explained, not this one
     assert resumed.out == out and written(out) == written(tmp_path / "a")
     for name in ("predictions.npy", "labels.npy"):
         np.testing.assert_array_equal(np.load(out / name), np.load(tmp_path / "a" / name))

@@ -502,6 +502,7 @@ def test_feature_maps_find_the_face_class_in_any_case(report_faces):
     assert fig.axes[0].get_title() == "angry" and "no 'Angry'" not in fig.get_suptitle()
 
 
+@pytest.mark.backend_independent
 def test_report_adapts_the_images_to_the_model_and_says_so(tmp_path, report_faces):
     from keras_fer_viz.models import fer_cnn
 

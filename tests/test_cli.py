@@ -4,6 +4,7 @@ import html
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -124,12 +125,109 @@ def test_fer2013_file_without_usage_is_split(tmp_path):
     assert all(len(np.unique(splits[k][1])) == 7 for k in ("train", "val", "test"))
 
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def build_wheel(into: Path) -> Path:
+    """The package's wheel, built by pip from a copy of what it is made of.
+
+    A copy, so that the build's files (build/, *.egg-info) stay out of the
+    repository; the same files setuptools would read there (pyproject.toml
+    lists the packages and their data).
+    """
+    source = into / "source"
+    for name in ("keras_fer_viz", "spec"):
+        shutil.copytree(
+            REPOSITORY / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPOSITORY / name, source / name)
+    wheels = into / "wheels"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel,) = wheels.glob("keras_fer_viz-*.whl")
+    return wheel
+
+
+def fresh_venv(at: Path) -> Path:
+    """A new virtual environment that sees this one's dependencies, but not this package.
+
+    Its own site-packages comes first on its path; this environment's
+    site-packages are added after it (a .pth file), so that Keras, TensorFlow
+    and the rest need no download, while keras_fer_viz can only come from
+    what is installed into the new environment.
+    """
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", str(at)], check=True)
+    python = at / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    lines = [f"import site; site.addsitedir({p!r})" for p in sorted(ours)]
+    Path(purelib, "zz_test_dependencies.pth").write_text("\n".join(lines) + "\n")
+    return python
+
+
+@pytest.mark.slow
 @pytest.mark.end_to_end
-def test_demo_writes_model_and_summary(tmp_path, capsys):
-    out = tmp_path / "demo"
+def test_demo_from_the_wheel_alone_outside_the_repository(tmp_path):
+    # The wheel holds the package, its figure spec, py.typed and the command.
+    wheel = build_wheel(tmp_path)
+    import zipfile
+
+    import keras_fer_viz
+
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        metadata = z.read(f"keras_fer_viz-{keras_fer_viz.__version__}.dist-info/METADATA").decode()
+        entry_points = z.read(
+            f"keras_fer_viz-{keras_fer_viz.__version__}.dist-info/entry_points.txt"
+        ).decode()
+    assert {"keras_fer_viz/py.typed", "keras_fer_viz/figure_spec/figures.toml"} <= names
+    assert f"Version: {keras_fer_viz.__version__}\n" in metadata
+    assert "keras-fer-viz = keras_fer_viz.cli:main" in entry_points
+    assert not any(n.startswith(("tests/", "benchmarks/", "docs/")) for n in names)
+
+    python = fresh_venv(tmp_path / "venv")
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True
+    )
+    # Run from a folder outside the repository, with nothing of it on the path.
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2", PYTHONNOUSERSITE="1")
+    where = subprocess.run(
+        [python, "-c", "import keras_fer_viz; print(keras_fer_viz.__file__)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(where).is_relative_to(tmp_path / "venv"), where
     # One face per cell in the explorer (the default is 4: benchmarks/bench_explorer.py
     # opens the default demo's): every cell opens all the same.
-    assert main(["demo", "--out", str(out), *TINY, "--explorer-faces", "1"]) == 0
+    proc = subprocess.run(
+        [tmp_path / "venv" / "bin" / "keras-fer-viz", "demo", "--out", "demo"]
+        + [*TINY, "--explorer-faces", "1"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = work / "demo"
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["per_class"]) == set(EMOTIONS)
     assert sum(summary["counts"].values()) == 700
@@ -143,7 +241,7 @@ def test_demo_writes_model_and_summary(tmp_path, capsys):
     page = (out / "index.html").read_text()
     for entry in load_spec():
         assert (out / entry.file).is_file() and f'src="{entry.file}"' in page
-    assert f"Wrote {len(load_spec())} figures" in capsys.readouterr().out
+    assert f"Wrote {len(load_spec())} figures" in proc.stdout
     # The callbacks' per-epoch figures.
     for name in ("saliency", "grad_cam"):
         assert (out / "epochs" / name / "epoch_0001.png").is_file()

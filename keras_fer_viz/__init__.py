@@ -12,7 +12,7 @@ Keras or TensorFlow, and the FER2013 loader works without them.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -105,7 +105,7 @@ assert sorted(__all__) == sorted(_EXPORTS)
 _SUBMODULES = {"callbacks", "figures", "layers", "metrics", "report", "spec"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         value = importlib.import_module(f"keras_fer_viz.{name}")
         globals()[name] = value
@@ -118,7 +118,7 @@ def __getattr__(name: str):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__) | _SUBMODULES)
 
 

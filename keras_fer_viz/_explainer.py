@@ -20,9 +20,13 @@ of zero can flip).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, overload
+
 import keras
 import numpy as np
 from keras import ops
+from numpy.typing import ArrayLike
 
 from keras_fer_viz import _gradients
 from keras_fer_viz import layers as _layers
@@ -47,7 +51,17 @@ __all__ = [
 PIXELS_PER_CALL = 2**19
 
 
-def check_positive_int(value, name, minimum=1, allow_none=False):
+@overload
+def check_positive_int(
+    value: object, name: str, minimum: int = 1, allow_none: Literal[False] = False
+) -> int: ...
+@overload
+def check_positive_int(
+    value: object, name: str, minimum: int = 1, allow_none: bool = False
+) -> int | None: ...
+def check_positive_int(
+    value: object, name: str, minimum: int = 1, allow_none: bool = False
+) -> int | None:
     """`value` as an int >= `minimum` (or None when `allow_none`); else a ValueError.
 
     Bools are refused (``True`` is not a count); numpy integers are accepted.
@@ -62,12 +76,12 @@ def check_positive_int(value, name, minimum=1, allow_none=False):
     return int(value)
 
 
-def check_batch_size(batch_size, name="batch_size"):
+def check_batch_size(batch_size: object, name: str = "batch_size") -> int | None:
     """None, or a positive int; anything else is refused with what was received."""
     return check_positive_int(batch_size, name, allow_none=True)
 
 
-def inputs_per_call(image_shape, batch_size=None) -> int:
+def inputs_per_call(image_shape: Sequence[int], batch_size: int | None = None) -> int:
     """Model inputs per compiled call: `batch_size`, or as many as `PIXELS_PER_CALL` allows.
 
     Args:
@@ -85,7 +99,9 @@ def _predicted(scores):
     return ops.cast(ops.argmax(scores, axis=-1), "int32")
 
 
-def as_images(images, input_shape, model_name="model") -> np.ndarray:
+def as_images(
+    images: ArrayLike, input_shape: Sequence[int | None], model_name: str = "model"
+) -> np.ndarray:
     """Checks images against a model's (H, W, C) input; returns float32 (N, H, W, C).
 
     A single (H, W, C) image becomes a batch of one. Integer pixels are cast
@@ -134,7 +150,9 @@ def as_images(images, input_shape, model_name="model") -> np.ndarray:
     return x
 
 
-def as_targets(target, n: int, num_classes: int) -> np.ndarray:
+def as_targets(
+    target: int | Sequence[int] | np.ndarray | None, n: int, num_classes: int
+) -> np.ndarray:
     """Turns ``target`` into (n,) int32 class indices; -1 stands for the predicted class."""
     if target is None:
         return np.full(n, -1, np.int32)
@@ -157,7 +175,7 @@ def as_targets(target, n: int, num_classes: int) -> np.ndarray:
     return t.astype(np.int32)
 
 
-def normalize_maps(maps):
+def normalize_maps(maps: Any) -> Any:
     """Scales each (H, W) map to [0, 1] by its maximum; an all-zero map stays zero.
 
     Maps must be >= 0 (take the ReLU or the absolute value first). Runs in
@@ -168,7 +186,7 @@ def normalize_maps(maps):
     return ops.where(peak > 0, maps / safe, ops.zeros_like(maps))
 
 
-def upsample_maps(maps, size):
+def upsample_maps(maps: Any, size: tuple[int, int]) -> Any:
     """(N, h, w) maps -> (N, H, W), bilinear. Runs in `keras.ops`."""
     if tuple(maps.shape[1:3]) == tuple(size):
         return maps
@@ -217,8 +235,20 @@ class Explainer:
     #: Why a map of this method can be blank (zero everywhere) when nothing is
     #: broken, in words: figures and the report's explorer say it under such a map.
     blank_reason = "the method gives no pixel any relevance for this class"
+    # The compiled map function, set by every subclass's constructor.
+    _fn: Callable[..., Any]
+    _num_classes: int
+    _last_predictions: np.ndarray | None
 
-    def __init__(self, model, *, score="logit", normalize=True, batch_size=None, output=None):
+    def __init__(
+        self,
+        model: keras.Model,
+        *,
+        score: Literal["logit", "probability"] = "logit",
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         if not isinstance(model, keras.Model):
             raise TypeError(f"Expected a `keras.Model`. Received: {type(model).__name__}")
         if score not in ("logit", "probability"):
@@ -283,7 +313,12 @@ class Explainer:
         """Maps of a chunk of images; `inputs` is the model inputs a call may take."""
         return self._fn(x, t, *constants)
 
-    def explain(self, images, target=None, batch_size=None) -> np.ndarray:
+    def explain(
+        self,
+        images: ArrayLike,
+        target: int | Sequence[int] | np.ndarray | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
         """Explains a batch of images.
 
         Args:
@@ -333,9 +368,10 @@ class Explainer:
         self._last_predictions = (
             np.concatenate(predictions) if sum(map(len, predictions)) == len(x) else None
         )
+        assert out is not None  # as_images refuses an empty batch
         return out
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         layer = getattr(self, "layer", None)
         where = f", layer={layer.name!r}" if isinstance(layer, keras.layers.Layer) else ""
         return f"{type(self).__name__}(model={self.model.name!r}{where})"

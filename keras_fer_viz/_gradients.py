@@ -39,6 +39,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, cast
 
 import keras
 import numpy as np
@@ -57,7 +59,7 @@ __all__ = [
     "call_size",
 ]
 
-_PREDICT = weakref.WeakKeyDictionary()
+_PREDICT: weakref.WeakKeyDictionary[Any, dict[Any, Compiled]] = weakref.WeakKeyDictionary()
 
 #: Pad JAX calls' batches to powers of two (bounded compiles). A switch for the
 #: benchmark that measures what it saves; leave it on.
@@ -289,7 +291,26 @@ def grad(fn):
     raise RuntimeError(_unsupported(name))
 
 
-def compile(fn, model: keras.Model, specs, batch=None):
+class Compiled(Protocol):
+    """What `compile` returns: a function of numpy arrays, with two counters."""
+
+    def __call__(self, *args: Any) -> Any: ...
+
+    trace_count: Callable[[], int]
+    devices: Callable[[], int]
+
+
+def _compiled(
+    call: Callable[..., Any], trace_count: Callable[[], int], devices: Callable[[], int]
+) -> Compiled:
+    """`call` with its `trace_count()` and `devices()`."""
+    out = cast(Compiled, call)
+    out.trace_count = trace_count
+    out.devices = devices
+    return out
+
+
+def compile(fn, model: keras.Model, specs, batch=None) -> Compiled:
     """Compiles `fn` once per input signature.
 
     Args:
@@ -329,8 +350,8 @@ def compile(fn, model: keras.Model, specs, batch=None):
         )
         used = [1]
 
-        def call(*args):
-            args = [np.asarray(a) for a in args]
+        def call(*given):
+            args = [np.asarray(a) for a in given]
             _batch_length(args, batch)
             strategy = _tf_strategy() if batch else None
             if strategy is None:
@@ -358,9 +379,7 @@ def compile(fn, model: keras.Model, specs, batch=None):
             )
             return out
 
-        call.trace_count = compiled.experimental_get_tracing_count
-        call.devices = lambda: used[0]
-        return call
+        return _compiled(call, compiled.experimental_get_tracing_count, lambda: used[0])
     dtypes = [dtype for _, dtype in specs]
     if name == "jax":
         import jax
@@ -381,11 +400,11 @@ def compile(fn, model: keras.Model, specs, batch=None):
 
         jitted = jax.jit(pure)
 
-        def call(*args):
+        def call(*given):
             values = [v.value for v in variables]
-            args = [np.asarray(a, d) for a, d in zip(args, dtypes, strict=True)]
+            args = [np.asarray(a, d) for a, d in zip(given, dtypes, strict=True)]
             n = len(args[batch[0]]) if batch else None
-            if batch:
+            if n is not None:  # a batch
                 args = _pad(args, batch, padded_size(n))
             mesh = _jax_mesh() if batch else None
             if mesh is not None and len(args[batch[0]]) % mesh.size == 0:
@@ -398,9 +417,7 @@ def compile(fn, model: keras.Model, specs, batch=None):
                 out = keras.tree.map_structure(lambda a: a[:n], out)
             return out
 
-        call.trace_count = lambda: traces[0]
-        call.devices = lambda: used[0]
-        return call
+        return _compiled(call, lambda: traces[0], lambda: used[0])
     if name == "torch":
         import torch
 
@@ -415,9 +432,7 @@ def compile(fn, model: keras.Model, specs, batch=None):
                 )
             return keras.tree.map_structure(lambda t: t.detach().cpu().numpy(), out)
 
-        call.trace_count = lambda: 0
-        call.devices = lambda: 1
-        return call
+        return _compiled(call, lambda: 0, lambda: 1)
     raise RuntimeError(_unsupported(name))
 
 
@@ -498,7 +513,7 @@ def _jax_shard(mesh, values, args, batch):
 
 
 @contextlib.contextmanager
-def no_distribution():
+def no_distribution() -> Iterator[None]:
     """Runs without the user's `keras.distribution` (JAX), restored afterwards.
 
     Compiled functions are traced without it: its layouts would constrain

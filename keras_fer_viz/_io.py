@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = ["atomic_path", "write_text", "save_model"]
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix: str | None = None):
+def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yields a temporary path beside `path`; renames it over `path` on success.
 
     On any error the temporary file is removed and `path` is left as it was.
@@ -34,13 +36,13 @@ def atomic_path(path, suffix: str | None = None):
         raise
 
 
-def write_text(path, text: str) -> None:
+def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Writes `text` (UTF-8) to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-def save_model(model, path) -> None:
+def save_model(model: Any, path: str | os.PathLike[str]) -> None:
     """Saves a Keras model to a ``.keras`` file atomically."""
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)

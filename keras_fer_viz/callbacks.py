@@ -29,17 +29,25 @@ import json
 import os
 import threading
 import warnings
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_fer_viz import _gradients, _io, figures
 from keras_fer_viz._explainer import check_positive_int
 from keras_fer_viz.data.fer2013 import EMOTIONS
 from keras_fer_viz.registry import EXPLAINERS, spec_options
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from keras_fer_viz._explainer import Explainer
+    from keras_fer_viz.lime import Lime, LimeExplanation
 
 __all__ = [
     "FigureCallback",
@@ -57,7 +65,13 @@ __all__ = [
 ]
 
 
-def probe_faces(images, labels, per_class=1, seed=0, class_names=EMOTIONS):
+def probe_faces(
+    images: ArrayLike,
+    labels: ArrayLike,
+    per_class: int = 1,
+    seed: int = 0,
+    class_names: Sequence[str] = EMOTIONS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Picks `per_class` images of each class from a labelled set, in class order.
 
     Returns:
@@ -167,17 +181,18 @@ class FigureCallback(keras.callbacks.Callback, metaclass=abc.ABCMeta):
             TensorFlow cannot be imported.
     """
 
-    default_name = "figure"
+    #: The subfolder and summary name when `name` is None.
+    default_name: str | None = "figure"
 
     def __init__(
         self,
-        out_dir="viz",
-        every=1,
-        tensorboard_dir=None,
-        strict=False,
-        background=True,
-        name=None,
-    ):
+        out_dir: str | os.PathLike[str] = "viz",
+        every: int = 1,
+        tensorboard_dir: str | os.PathLike[str] | None = None,
+        strict: bool = False,
+        background: bool = True,
+        name: str | None = None,
+    ) -> None:
         super().__init__()
         every = check_positive_int(every, "every")
         if not isinstance(out_dir, (str, os.PathLike)):
@@ -193,20 +208,21 @@ class FigureCallback(keras.callbacks.Callback, metaclass=abc.ABCMeta):
         self.tensorboard_dir = tensorboard_dir
         self.strict = bool(strict)
         self.background = bool(background)
-        self.name = name or self.default_name
+        # "" (refused just below) only when `name` and `default_name` are both None.
+        self.name: str = name or self.default_name or ""
         if not self.name or "/" in self.name or "\\" in self.name or self.name.startswith("."):
             raise ValueError(f"Expected `name` to be a plain folder name. Received: {name!r}")
 
     # --- what subclasses provide -------------------------------------------
     @abc.abstractmethod
-    def compute(self, epoch, logs=None):
+    def compute(self, epoch: int, logs: dict[str, Any] | None = None) -> Any:
         """What the figure of `epoch` needs, read from `self.model` now."""
 
     @abc.abstractmethod
-    def draw(self, data, epoch):
+    def draw(self, data: Any, epoch: int) -> Figure:
         """The `matplotlib.figure.Figure` of `compute`'s result."""
 
-    def make_figure(self, epoch, logs=None):
+    def make_figure(self, epoch: int, logs: dict[str, Any] | None = None) -> Figure:
         """The figure for `epoch` (0-based, as Keras passes it), drawn now.
 
         Usable outside `fit` on a model set with `set_model`.
@@ -216,23 +232,24 @@ class FigureCallback(keras.callbacks.Callback, metaclass=abc.ABCMeta):
         return self.draw(self.compute(epoch, logs), epoch)
 
     # --- Keras hooks ---------------------------------------------------------
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._reset_state()
         self._chief = is_chief()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"kfv-{self.name}")
 
-    def _reset_state(self):
-        self.written, self.failures = [], []
+    def _reset_state(self) -> None:
+        self.written: list[tuple[int, Path]] = []
+        self.failures: list[tuple[int, str]] = []
         self._warned = False
-        self._pending = []
+        self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
-        self._writer = None
+        self._writer: Any = None  # tf.summary's file writer, made on first use
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         """Clears what a subclass keeps between epochs; called at train begin."""
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._chief or (epoch + 1) % self.every:
             return
         self._raise_pending_if_strict()
@@ -246,7 +263,7 @@ class FigureCallback(keras.callbacks.Callback, metaclass=abc.ABCMeta):
         else:
             self._finish(data, epoch)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         for future in self._pending:
             future.result()  # _finish handles its own errors
         self._pending = []
@@ -325,16 +342,30 @@ class FigureCallback(keras.callbacks.Callback, metaclass=abc.ABCMeta):
 class _ProbeCallback(FigureCallback):
     """A callback that explains fixed probe images."""
 
-    def __init__(self, images, labels=None, class_names=EMOTIONS, output=None, **kwargs):
+    #: The figure title; None for the method's.
+    title: str | None
+    #: The method of ``kfv.EXPLAINERS`` this callback draws.
+    method: str
+    # A new explainer of the method for `self.model` (a subclass's).
+    build_explainer: Callable[[], Explainer]
+
+    def __init__(
+        self,
+        images: ArrayLike,
+        labels: ArrayLike | None = None,
+        class_names: Sequence[str] = EMOTIONS,
+        output: str | int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.images = _check_images(images)
         self.labels = _check_labels(labels, len(self.images))
         self.class_names = tuple(class_names)
         self.output = output
 
-    def reset(self):
-        self._explainer = None
-        self.maps_by_epoch = {}
+    def reset(self) -> None:
+        self._explainer: Explainer | None = None
+        self.maps_by_epoch: dict[int, np.ndarray] = {}
 
     def _predictions(self):
         probs = _gradients.predict(self.model, self.images, output=self.output)
@@ -359,19 +390,19 @@ class _ProbeCallback(FigureCallback):
         method = EXPLAINERS.get(getattr(self, "method", None) or type(self).default_name or "")
         return None if method is None else method.blank_reason
 
-    def explainer(self):
+    def explainer(self) -> Explainer:
         """Builds the explainer once per fit (the model is known from then on)."""
         if self._explainer is None or self._explainer.model is not self.model:
             self._explainer = self.build_explainer()
         return self._explainer
 
-    def compute(self, epoch, logs=None):
+    def compute(self, epoch: int, logs: dict[str, Any] | None = None) -> tuple[Any, ...]:
         maps = self.explainer().explain(self.images, target=self.labels)
         predicted, confidence = self._predictions()
         self.maps_by_epoch[epoch + 1] = maps
         return maps, predicted, confidence
 
-    def epoch_maps(self) -> dict:
+    def epoch_maps(self) -> dict[str, Any]:
         """The maps kept so far, for `keras_fer_viz.figures.epoch_grid` and reports.
 
         Returns:
@@ -450,22 +481,22 @@ class MapCallback(_ProbeCallback):
     """
 
     #: The folder and summary name; None for the method's name.
-    default_name = None
+    default_name: str | None = None
     #: The figure title; None for the method's.
-    title = None
+    title: str | None = None
     #: Constructor options that the callback takes as arguments of its own.
-    own_options = ()
+    own_options: tuple[str, ...] = ()
 
     def __init__(
         self,
-        images,
-        labels=None,
-        method="saliency",
-        class_names=EMOTIONS,
-        output=None,
-        method_options=None,
-        **kwargs,
-    ):
+        images: ArrayLike,
+        labels: ArrayLike | None = None,
+        method: str = "saliency",
+        class_names: Sequence[str] = EMOTIONS,
+        output: str | int | None = None,
+        method_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.method = self._check_method(method)
         explainer = EXPLAINERS[self.method]
         kwargs["name"] = kwargs.get("name") or self.default_name or self.method
@@ -476,7 +507,7 @@ class MapCallback(_ProbeCallback):
 
     # --- the methods drawn -------------------------------------------------
     @classmethod
-    def methods(cls) -> tuple:
+    def methods(cls) -> tuple[str, ...]:
         """The names of the registered methods this callback draws, in registry order."""
         dedicated = _dedicated_callbacks()
         return tuple(
@@ -486,12 +517,12 @@ class MapCallback(_ProbeCallback):
         )
 
     @classmethod
-    def _draws(cls, explainer) -> bool:
+    def _draws(cls, explainer: type[Explainer]) -> bool:
         """Whether this callback draws the maps of `explainer` (a registered class)."""
         return True
 
     @classmethod
-    def _check_method(cls, method):
+    def _check_method(cls, method: object) -> str:
         """The registered name of `method` (aliases resolved); else a ValueError listing them."""
         explainer = EXPLAINERS.get(method) if isinstance(method, str) else None
         accepted = cls.methods()
@@ -510,7 +541,7 @@ class MapCallback(_ProbeCallback):
             f"{cls.__name__} draws: {list(accepted)}. Received: method={method!r}.{hint}"
         )
 
-    def _check_options(self, options):
+    def _check_options(self, options: object) -> dict[str, Any]:
         """`method_options` as a dict, its keys checked against the method's options."""
         if options is None:
             return {}
@@ -535,14 +566,14 @@ class MapCallback(_ProbeCallback):
         return dict(options)
 
     # --- the figure ------------------------------------------------------------
-    def _explainer_options(self) -> dict:
+    def _explainer_options(self) -> dict[str, Any]:
         return dict(self.method_options)
 
-    def build_explainer(self):
+    def build_explainer(self) -> Explainer:
         explainer = EXPLAINERS[self.method]
         return explainer(self.model, **self._explainer_options(), output=self.output)
 
-    def draw(self, data, epoch):
+    def draw(self, data: tuple[np.ndarray, np.ndarray, np.ndarray], epoch: int) -> Figure:
         grid = figures.overlay_grid if self.overlay else figures.saliency_grid
         return self._map_grid(grid, *data, title=self._title(epoch))
 
@@ -592,7 +623,7 @@ class SaliencyCallback(MapCallback):
     title = "Saliency"
 
     @classmethod
-    def _draws(cls, explainer):
+    def _draws(cls, explainer: type[Explainer]) -> bool:
         return not explainer.overlay
 
 
@@ -647,16 +678,16 @@ class GradCAMCallback(MapCallback):
 
     def __init__(
         self,
-        images,
-        labels=None,
-        layer=None,
-        plus_plus=None,
-        class_names=EMOTIONS,
-        output=None,
-        method="grad_cam",
-        method_options=None,
-        **kwargs,
-    ):
+        images: ArrayLike,
+        labels: ArrayLike | None = None,
+        layer: str | int | keras.layers.Layer | None = None,
+        plus_plus: bool | None = None,
+        class_names: Sequence[str] = EMOTIONS,
+        output: str | int | None = None,
+        method: str = "grad_cam",
+        method_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         name = self._check_method(method)
         if plus_plus is not None and bool(plus_plus) != (name == "grad_cam_plus_plus"):
             if not plus_plus or name != "grad_cam":
@@ -671,10 +702,10 @@ class GradCAMCallback(MapCallback):
         self.plus_plus = self.method == "grad_cam_plus_plus"
 
     @classmethod
-    def _draws(cls, explainer):
+    def _draws(cls, explainer: type[Explainer]) -> bool:
         return bool(explainer.overlay) and "layer" in spec_options(explainer)
 
-    def _explainer_options(self):
+    def _explainer_options(self) -> dict[str, Any]:
         return {**self.method_options, "layer": self.layer}
 
 
@@ -705,15 +736,15 @@ class CAMCallback(_ProbeCallback):
 
     def __init__(
         self,
-        images,
-        data,
-        labels=None,
-        layer=None,
-        epochs=3,
-        class_names=EMOTIONS,
-        output=None,
-        **kwargs,
-    ):
+        images: ArrayLike,
+        data: tuple[ArrayLike, ArrayLike],
+        labels: ArrayLike | None = None,
+        layer: str | int | keras.layers.Layer | None = None,
+        epochs: int = 3,
+        class_names: Sequence[str] = EMOTIONS,
+        output: str | int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(images, labels, class_names, output, **kwargs)
         try:
             x, y = data
@@ -728,7 +759,9 @@ class CAMCallback(_ProbeCallback):
         epochs = check_positive_int(epochs, "epochs")
         self.layer, self.epochs = layer, epochs
 
-    def compute(self, epoch, logs=None):
+    def compute(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         from keras_fer_viz.cam import CAM, gap_head
 
         cam_model = gap_head(
@@ -744,10 +777,10 @@ class CAMCallback(_ProbeCallback):
         self.maps_by_epoch[epoch + 1] = maps
         return maps, predicted, confidence, cam_model.head_report["head_accuracy"]
 
-    def draw(self, data, epoch):
-        *maps, accuracy = data
+    def draw(self, data: tuple[np.ndarray, np.ndarray, np.ndarray, float], epoch: int) -> Figure:
+        maps, predicted, confidence, accuracy = data
         title = f"{self._title(epoch)} (GAP head accuracy {accuracy:.2f})"
-        return self._map_grid(figures.overlay_grid, *maps, title=title)
+        return self._map_grid(figures.overlay_grid, maps, predicted, confidence, title=title)
 
 
 class FilterCallback(FigureCallback):
@@ -767,14 +800,23 @@ class FilterCallback(FigureCallback):
 
     default_name = "filters"
 
-    def __init__(self, layer, filters=None, steps=50, seed=0, columns=8, output=None, **kwargs):
+    def __init__(
+        self,
+        layer: str | int | keras.layers.Layer | None,
+        filters: int | Sequence[int] | np.ndarray | None = None,
+        steps: int = 50,
+        seed: int = 0,
+        columns: int = 8,
+        output: str | int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.output = output
         steps = check_positive_int(steps, "steps")
         self.layer, self.filters, self.steps, self.seed = layer, filters, steps, seed
         self.columns = columns
 
-    def compute(self, epoch, logs=None):
+    def compute(self, epoch: int, logs: dict[str, Any] | None = None) -> tuple[np.ndarray, str]:
         from keras_fer_viz.filters import maximize_activation
         from keras_fer_viz.layers import resolve_layer
 
@@ -790,7 +832,7 @@ class FilterCallback(FigureCallback):
         )
         return images, layer.name
 
-    def draw(self, data, epoch):
+    def draw(self, data: tuple[np.ndarray, str], epoch: int) -> Figure:
         images, name = data
         return figures.filter_grid(
             images,
@@ -813,19 +855,26 @@ class FeatureMapCallback(FigureCallback):
 
     default_name = "feature_maps"
 
-    def __init__(self, image, layer, top=8, label=None, **kwargs):
+    def __init__(
+        self,
+        image: ArrayLike,
+        layer: str | int | keras.layers.Layer | None,
+        top: int = 8,
+        label: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.image = _check_images(image, "image")[:1]
         self.layer, self.top, self.label = layer, top, label
 
-    def compute(self, epoch, logs=None):
+    def compute(self, epoch: int, logs: dict[str, Any] | None = None) -> tuple[np.ndarray, str]:
         from keras_fer_viz.filters import feature_maps
         from keras_fer_viz.layers import resolve_layer
 
         layer = resolve_layer(self.model, self.layer)
         return feature_maps(self.model, layer, self.image)[0], layer.name
 
-    def draw(self, data, epoch):
+    def draw(self, data: tuple[np.ndarray, str], epoch: int) -> Figure:
         maps, name = data
         return figures.feature_map_grid(
             maps,
@@ -858,19 +907,20 @@ class LimeCallback(_ProbeCallback):
 
     def __init__(
         self,
-        images,
-        labels=None,
-        samples=500,
-        segmentation="slic",
-        num_features=5,
-        class_names=EMOTIONS,
-        output=None,
-        **kwargs,
-    ):
+        images: ArrayLike,
+        labels: ArrayLike | None = None,
+        samples: int = 500,
+        segmentation: Literal["slic", "quickshift", "felzenszwalb", "grid"]
+        | Callable[[np.ndarray], ArrayLike] = "slic",
+        num_features: int = 5,
+        class_names: Sequence[str] = EMOTIONS,
+        output: str | int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(images, labels, class_names, output, **kwargs)
         self.samples, self.segmentation, self.num_features = samples, segmentation, num_features
 
-    def build_explainer(self):
+    def build_explainer(self) -> Lime:
         from keras_fer_viz.lime import Lime
 
         return Lime(
@@ -881,12 +931,17 @@ class LimeCallback(_ProbeCallback):
             output=self.output,
         )
 
-    def compute(self, epoch, logs=None):
-        results = self.explainer().explanations(self.images, target=self.labels)
+    def compute(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> tuple[list[LimeExplanation], np.ndarray, np.ndarray]:
+        lime = cast("Lime", self.explainer())  # built by build_explainer
+        results = lime.explanations(self.images, target=self.labels)
         predicted, confidence = self._predictions()
         return results, predicted, confidence
 
-    def draw(self, data, epoch):
+    def draw(
+        self, data: tuple[list[LimeExplanation], np.ndarray, np.ndarray], epoch: int
+    ) -> Figure:
         results, predicted, confidence = data
         return figures.lime_grid(
             self.images,
@@ -918,7 +973,15 @@ class ConfusionMatrixCallback(FigureCallback):
 
     default_name = "confusion_matrix"
 
-    def __init__(self, x_val, y_val, class_names=EMOTIONS, batch_size=None, output=None, **kwargs):
+    def __init__(
+        self,
+        x_val: ArrayLike,
+        y_val: ArrayLike,
+        class_names: Sequence[str] = EMOTIONS,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.output = output
         self.x_val = _check_images(x_val, "x_val")
@@ -927,11 +990,11 @@ class ConfusionMatrixCallback(FigureCallback):
             raise ValueError("Expected y_val. Received: None")
         self.class_names, self.batch_size = tuple(class_names), batch_size
 
-    def compute(self, epoch, logs=None):
+    def compute(self, epoch: int, logs: dict[str, Any] | None = None) -> np.ndarray:
         probs = _gradients.predict(self.model, self.x_val, self.batch_size, output=self.output)
         return probs.argmax(axis=1)
 
-    def draw(self, predicted, epoch):
+    def draw(self, predicted: np.ndarray, epoch: int) -> Figure:
         return figures.confusion_matrix(
             self.y_val,
             predicted,
@@ -943,26 +1006,25 @@ class ConfusionMatrixCallback(FigureCallback):
 class TrainingCurvesCallback(FigureCallback):
     """Loss and accuracy curves so far, redrawn every `every` epochs.
 
-    Args:
-        **kwargs: `FigureCallback` options.
+    Takes the options of `FigureCallback` (``out_dir``, ``every``, ...).
     """
 
     default_name = "training_curves"
 
-    def reset(self):
-        self.logs = {}
+    def reset(self) -> None:
+        self.logs: dict[str, list[float]] = {}
 
-    def compute(self, epoch, logs=None):
+    def compute(self, epoch: int, logs: dict[str, Any] | None = None) -> dict[str, list[float]]:
         for key, value in (logs or {}).items():
             self.logs.setdefault(key, []).append(float(value))
         return {k: list(v) for k, v in self.logs.items()}
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         # Curves need every epoch's logs, drawn or not.
         if self._chief and (epoch + 1) % self.every:
             self.compute(epoch, logs)
             return
         super().on_epoch_end(epoch, logs)
 
-    def draw(self, logs, epoch):
+    def draw(self, logs: dict[str, list[float]], epoch: int) -> Figure:
         return figures.training_curves(logs, title=f"Training curves after epoch {epoch + 1}")

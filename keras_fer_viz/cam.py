@@ -13,9 +13,12 @@ layer. `CAM` then reads the maps of any model with such a head.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import keras
 import numpy as np
 from keras import ops
+from numpy.typing import ArrayLike
 
 from keras_fer_viz import _gradients
 from keras_fer_viz._explainer import (
@@ -35,7 +38,9 @@ __all__ = ["CAM", "gap_head", "find_gap_head"]
 _PASS_THROUGH = (keras.layers.Dropout,)
 
 
-def find_gap_head(model, output=None):
+def find_gap_head(
+    model: keras.Model, output: str | int | None = None
+) -> tuple[keras.layers.Layer, keras.layers.Dense]:
     """Finds a GAP -> (Dropout) -> Dense head at the end of a model (or of one output).
 
     Returns:
@@ -144,7 +149,14 @@ class CAM(Explainer):
         "ReLU leaves nothing: the pooled features count against the class"
     )
 
-    def __init__(self, model, *, normalize=True, batch_size=None, output=None):
+    def __init__(
+        self,
+        model: keras.Model,
+        *,
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         super().__init__(model, normalize=normalize, batch_size=batch_size, output=output)
         self.layer, self.dense = find_gap_head(model, output)
         self._probe, shapes = self._build_probe([self.layer], score="logit")
@@ -164,19 +176,19 @@ class CAM(Explainer):
 
 @_gradients.no_distribution()  # built and trained on one device, whatever the distribution
 def gap_head(
-    model,
-    layer=None,
-    data=None,
-    epochs=5,
+    model: keras.Model,
+    layer: str | int | keras.layers.Layer | None = None,
+    data: tuple[ArrayLike, ArrayLike] | None = None,
+    epochs: int = 5,
     *,
-    validation_data=None,
-    batch_size=64,
-    learning_rate=0.01,
-    seed=0,
-    verbose="auto",
-    output=None,
-    bias=False,
-):
+    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+    batch_size: int = 64,
+    learning_rate: float = 0.01,
+    seed: int = 0,
+    verbose: int | Literal["auto"] = "auto",
+    output: str | int | None = None,
+    bias: bool = False,
+) -> keras.Model:
     """Swaps a classifier's head for global average pooling and a trained Dense layer.
 
     The new model is a frozen copy of `model` up to `layer`, then
@@ -287,7 +299,9 @@ def _feature_layer(model, layer, output):
     return target, probe, shapes[0], int(probe.outputs[-1].shape[-1])
 
 
-def _training_data(model, x, y, validation_data, epochs, seed, num_classes):
+def _training_data(
+    model, x, y, validation_data: tuple[ArrayLike, ArrayLike] | None, epochs, seed, num_classes
+):
     """Checked ``(x, y, x_val, y_val, epochs)``; without validation data, a held-out tenth."""
     from sklearn.model_selection import train_test_split
 

@@ -418,7 +418,8 @@ def _train_command(args) -> None:
         f"{len(splits['val'][1])} validation, {len(splits['test'][1])} held-out images."
     )
     model, _ = _fit(args, splits, checkpoint=args.out)
-    summary = summarize(model, *splits["test"], splits["class_names"])
+    x_test, y_test = splits["test"]
+    summary = summarize(model, x_test, y_test, splits["class_names"])
     print(f"\nBest model saved to {args.out}\nHeld-out accuracy per class:\n{summary['table']}")
 
 
@@ -603,13 +604,15 @@ def _demo_command(args) -> None:
     from keras_fer_viz.callbacks import GradCAMCallback, SaliencyCallback, probe_faces
 
     # Watch attention form: one validation face per emotion, every epoch.
-    probes, probe_labels = probe_faces(*splits["val"], seed=args.seed)
+    x_val, y_val = splits["val"]
+    probes, probe_labels = probe_faces(x_val, y_val, seed=args.seed)
     watch = [
         SaliencyCallback(probes, probe_labels, out_dir=out / "epochs"),
         GradCAMCallback(probes, probe_labels, out_dir=out / "epochs"),
     ]
     model, history = _fit(args, splits, checkpoint=out / "model.keras", callbacks=watch)
-    summary = summarize(model, *splits["test"], splits["class_names"])
+    x_test, y_test = splits["test"]
+    summary = summarize(model, x_test, y_test, splits["class_names"])
     summary["epochs_run"] = len(history.history["loss"])
     summary["train_seconds"] = round(time.perf_counter() - start, 1)
     _io.write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -625,7 +628,8 @@ def _demo_command(args) -> None:
 
     result = write_report(
         model,
-        *splits["test"],
+        x_test,
+        y_test,
         out,
         history=logs,
         train_data=splits["train"],

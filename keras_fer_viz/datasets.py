@@ -17,10 +17,18 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_fer_viz._explainer import Explainer
 
 __all__ = ["DatasetExplanation", "explain_dataset"]
 
@@ -75,17 +83,17 @@ class DatasetExplanation:
 
 
 def explain_dataset(
-    method,
-    model,
-    data,
+    method: str | type[Explainer],
+    model: keras.Model | str | Path,
+    data: tuple[ArrayLike, ArrayLike] | Iterable[Any],
     *,
-    target="label",
-    out=None,
-    batch_size=None,
-    engine="local",
-    num_workers=None,
-    verbose="auto",
-    **options,
+    target: Literal["label", "predicted"] = "label",
+    out: str | os.PathLike[str] | None = None,
+    batch_size: int | None = None,
+    engine: Literal["local", "ray"] = "local",
+    num_workers: int | None = None,
+    verbose: bool | Literal["auto"] = "auto",
+    **options: Any,
 ) -> DatasetExplanation:
     """Explains every image of a dataset and averages the maps per true and predicted class.
 
@@ -178,10 +186,11 @@ def explain_dataset(
         if engine == "local"
         else _ray_runner(model, path, cls, options, batch_size, target, num_workers)
     )
-    pending = collections.deque()
+    # (chunk index, labels, the runner's handle or the chunk's results, new or not)
+    pending: collections.deque[tuple[int, np.ndarray, Any, bool]] = collections.deque()
     try:
         for index, (x, y) in enumerate(chunks):
-            if index < done:  # written by an earlier, interrupted run
+            if run is not None and index < done:  # written by an earlier, interrupted run
                 maps, pred, labels = run.load(index)
                 if not np.array_equal(labels, _labels(y, len(labels), num_classes, index)):
                     raise ValueError(
@@ -201,7 +210,7 @@ def explain_dataset(
     finally:
         runner.close()
     sums, counts = state.sums, state.counts
-    if sums is None:
+    if sums is None or counts is None:  # set together, by the first chunk
         raise ValueError("Expected at least one image in `data`. Received: none")
     means = (sums / np.maximum(counts, 1)[:, :, None, None]).astype(np.float32)
     predictions, labels = np.concatenate(state.predictions), np.concatenate(state.labels)
@@ -259,7 +268,8 @@ class _State:
 
     def __init__(self, name, num_classes, run, progress):
         self.name, self.num_classes, self.run, self.progress = name, num_classes, run, progress
-        self.sums = self.counts = None
+        self.sums: np.ndarray | None = None
+        self.counts: np.ndarray | None = None
         self.predictions, self.labels = [], []
 
     def add(self, index, labels, handle, new, runner):

@@ -11,11 +11,24 @@ are safe in callbacks and threads; functions that draw one panel take
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast, overload
+
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 
 from keras_fer_viz.data.fer2013 import EMOTIONS
+
+if TYPE_CHECKING:
+    import keras
+    from matplotlib.axes import Axes
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import SubFigure
+    from matplotlib.ticker import MaxNLocator
+
+    from keras_fer_viz.metrics import Curve, EvidenceScores, RandomizationResult
 
 __all__ = [
     "saliency_grid",
@@ -60,7 +73,7 @@ def _bare(ax):
     ax.set_yticks([])
 
 
-def blank_maps(maps) -> np.ndarray:
+def blank_maps(maps: ArrayLike) -> np.ndarray:
     """Which maps are blank: the same value at every pixel (all zero, say), or not finite.
 
     A blank map shows nothing, and on its own a reader cannot tell it from a
@@ -105,7 +118,13 @@ def _mark_blank(ax, reason):
     )
 
 
-def caption(name, label=None, prediction=None, confidence=None, class_names=EMOTIONS) -> str:
+def caption(
+    name: str | None,
+    label: int | None = None,
+    prediction: int | None = None,
+    confidence: float | None = None,
+    class_names: Sequence[str] = EMOTIONS,
+) -> str:
     """A panel title: the true class, then the prediction and its confidence."""
     lines = [] if name is None else [str(name)]
     if label is not None:
@@ -118,7 +137,7 @@ def caption(name, label=None, prediction=None, confidence=None, class_names=EMOT
     return "\n".join(lines)
 
 
-def _check_pairs(images, maps):
+def _check_pairs(images: ArrayLike, maps: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     images, maps = np.asarray(images), np.asarray(maps)
     if images.ndim not in (3, 4) or maps.ndim != 3 or len(images) != len(maps) or not len(maps):
         raise ValueError(
@@ -141,16 +160,16 @@ def _titles(n, labels, predictions, confidences, class_names, names=None):
 
 
 def saliency_grid(
-    images,
-    maps,
-    labels=None,
-    predictions=None,
-    confidences=None,
-    class_names=EMOTIONS,
-    title="Saliency maps",
-    cmap=_MAP_CMAP,
-    blank_reason=None,
-):
+    images: ArrayLike,
+    maps: ArrayLike,
+    labels: Sequence[int] | np.ndarray | None = None,
+    predictions: Sequence[int] | np.ndarray | None = None,
+    confidences: Sequence[float] | np.ndarray | None = None,
+    class_names: Sequence[str] = EMOTIONS,
+    title: str = "Saliency maps",
+    cmap: str = _MAP_CMAP,
+    blank_reason: str | None = None,
+) -> Figure:
     """Faces above their maps, one column per image (e.g. one per emotion).
 
     A blank map (`blank_maps`: the same value everywhere) is marked on its
@@ -196,23 +215,24 @@ def saliency_grid(
             _mark_blank(axes[1, i], blank_reason)
     axes[0, 0].set_ylabel("face", fontsize=8)
     axes[1, 0].set_ylabel("map", fontsize=8)
+    assert shown is not None  # n >= 1 (_check_pairs)
     fig.colorbar(shown, ax=axes[1, :].tolist(), shrink=0.9, label="relevance")
     fig.suptitle(title, fontsize=10)
     return fig
 
 
 def overlay_grid(
-    images,
-    maps,
-    labels=None,
-    predictions=None,
-    confidences=None,
-    class_names=EMOTIONS,
-    title="Grad-CAM",
-    alpha=0.45,
-    cmap=_OVERLAY_CMAP,
-    blank_reason=None,
-):
+    images: ArrayLike,
+    maps: ArrayLike,
+    labels: Sequence[int] | np.ndarray | None = None,
+    predictions: Sequence[int] | np.ndarray | None = None,
+    confidences: Sequence[float] | np.ndarray | None = None,
+    class_names: Sequence[str] = EMOTIONS,
+    title: str = "Grad-CAM",
+    alpha: float = 0.45,
+    cmap: str = _OVERLAY_CMAP,
+    blank_reason: str | None = None,
+) -> Figure:
     """Maps laid over their faces, one panel per image (Grad-CAM, CAM).
 
     A blank map (`blank_maps`) is marked on its panel, with `blank_reason`.
@@ -220,7 +240,11 @@ def overlay_grid(
     Args:
         images: (N, H, W[, C]) images.
         maps: (N, H, W) maps in [0, 1], at the images' resolution.
-        labels, predictions, confidences, class_names: as in `saliency_grid`.
+        labels: true classes (N,), or None. Defaults to `None`.
+        predictions: predicted classes (N,), or None. Defaults to `None`.
+        confidences: probability of each prediction (N,), or None.
+            Defaults to `None`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
         title: the figure's title. Defaults to `"Grad-CAM"`.
         alpha: opacity of the map. Defaults to `0.45`.
         cmap: colour map. Defaults to `"jet"`.
@@ -242,6 +266,7 @@ def overlay_grid(
         axes[i].set_title(titles[i], fontsize=8)
         if blank[i]:
             _mark_blank(axes[i], blank_reason)
+    assert shown is not None  # n >= 1 (_check_pairs)
     fig.colorbar(shown, ax=axes.tolist(), shrink=0.9, label="relevance")
     fig.suptitle(title, fontsize=10)
     return fig
@@ -252,7 +277,12 @@ def _grid_shape(count, columns):
     return int(np.ceil(count / columns)), columns
 
 
-def filter_grid(images, filters=None, columns=8, title="Filters"):
+def filter_grid(
+    images: ArrayLike,
+    filters: ArrayLike | None = None,
+    columns: int = 8,
+    title: str = "Filters",
+) -> Figure:
     """Gradient-ascent images of a layer's filters, labelled with their indices.
 
     Args:
@@ -282,7 +312,12 @@ def filter_grid(images, filters=None, columns=8, title="Filters"):
     return fig
 
 
-def class_image_grid(images, probabilities=None, class_names=EMOTIONS, title="Class images"):
+def class_image_grid(
+    images: ArrayLike,
+    probabilities: Sequence[float] | np.ndarray | None = None,
+    class_names: Sequence[str] = EMOTIONS,
+    title: str = "Class images",
+) -> Figure:
     """The image each class wants most (gradient ascent on the output), one per class.
 
     Args:
@@ -309,7 +344,14 @@ def class_image_grid(images, probabilities=None, class_names=EMOTIONS, title="Cl
     return fig
 
 
-def feature_map_grid(maps, image=None, top=8, columns=8, label=None, title="Feature maps"):
+def feature_map_grid(
+    maps: ArrayLike,
+    image: ArrayLike | None = None,
+    top: int = 8,
+    columns: int = 8,
+    label: str | None = None,
+    title: str = "Feature maps",
+) -> Figure:
     """Every filter's output for one face, with the filters it activates most outlined.
 
     Filters are ranked by their mean activation on the face; the `top` ones
@@ -362,23 +404,27 @@ def feature_map_grid(maps, image=None, top=8, columns=8, label=None, title="Feat
 
 
 def lime_grid(
-    images,
-    segments,
-    weights,
-    labels=None,
-    predictions=None,
-    confidences=None,
-    class_names=EMOTIONS,
-    num_features=5,
-    title="LIME",
-):
+    images: ArrayLike,
+    segments: Sequence[ArrayLike] | np.ndarray,
+    weights: Sequence[ArrayLike],
+    labels: Sequence[int] | np.ndarray | None = None,
+    predictions: Sequence[int] | np.ndarray | None = None,
+    confidences: Sequence[float] | np.ndarray | None = None,
+    class_names: Sequence[str] = EMOTIONS,
+    num_features: int = 5,
+    title: str = "LIME",
+) -> Figure:
     """Faces with the superpixels for (green) and against (red) the explained class.
 
     Args:
         images: (N, H, W[, C]) images.
         segments: (N, H, W) superpixel labels (`LimeExplanation.segments`).
         weights: a list of N arrays of signed superpixel weights.
-        labels, predictions, confidences, class_names: as in `saliency_grid`.
+        labels: true classes (N,), or None. Defaults to `None`.
+        predictions: predicted classes (N,), or None. Defaults to `None`.
+        confidences: probability of each prediction (N,), or None.
+            Defaults to `None`.
+        class_names: names of the classes. Defaults to `EMOTIONS`.
         num_features: superpixels shown on each side. Defaults to `5`.
         title: the figure's title. Defaults to `"LIME"`.
 
@@ -414,7 +460,29 @@ def lime_grid(
     return fig
 
 
-def confusion_matrix(y_true, y_pred, class_names=EMOTIONS, title="Confusion matrix", ax=None):
+@overload
+def confusion_matrix(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    class_names: Sequence[str] = EMOTIONS,
+    title: str = "Confusion matrix",
+    ax: None = None,
+) -> Figure: ...
+@overload
+def confusion_matrix(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    class_names: Sequence[str] = EMOTIONS,
+    title: str = "Confusion matrix",
+    ax: Axes | None = None,
+) -> Figure | SubFigure: ...
+def confusion_matrix(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    class_names: Sequence[str] = EMOTIONS,
+    title: str = "Confusion matrix",
+    ax: Axes | None = None,
+) -> Figure | SubFigure:
     """The row-normalised confusion matrix, with counts, from scikit-learn.
 
     Each row is a true class; a cell holds the share of that class
@@ -429,7 +497,8 @@ def confusion_matrix(y_true, y_pred, class_names=EMOTIONS, title="Confusion matr
         ax: an Axes to draw into, or None for a new figure. Defaults to `None`.
 
     Returns:
-        The `matplotlib.figure.Figure` drawn into.
+        The `matplotlib.figure.Figure` drawn into (the
+        `matplotlib.figure.SubFigure`, when `ax` is in one).
 
     Example:
 
@@ -450,7 +519,9 @@ def confusion_matrix(y_true, y_pred, class_names=EMOTIONS, title="Confusion matr
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     if ax is None:
-        fig = Figure(figsize=(0.75 * k + 2.2, 0.7 * k + 1.4), dpi=100, layout="constrained")
+        fig: Figure | SubFigure = Figure(
+            figsize=(0.75 * k + 2.2, 0.7 * k + 1.4), dpi=100, layout="constrained"
+        )
         ax = fig.subplots()
     fig = ax.figure
     shown = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -476,7 +547,9 @@ def confusion_matrix(y_true, y_pred, class_names=EMOTIONS, title="Confusion matr
     return fig
 
 
-def training_curves(history, title="Training curves"):
+def training_curves(
+    history: keras.callbacks.History | dict[str, Any], title: str = "Training curves"
+) -> Figure:
     """Loss and accuracy per epoch, training and validation.
 
     Args:
@@ -509,22 +582,22 @@ def training_curves(history, title="Training curves"):
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            cast("MaxNLocator", ax.xaxis.get_major_locator()).set_params(integer=True)
     fig.suptitle(title, fontsize=10)
     return fig
 
 
 def epoch_grid(
-    images,
-    maps_by_epoch,
-    epochs,
-    labels=None,
-    class_names=EMOTIONS,
-    title="Attention across epochs",
-    alpha=0.45,
-    cmap=_OVERLAY_CMAP,
-    blank_reason=None,
-):
+    images: ArrayLike,
+    maps_by_epoch: ArrayLike,
+    epochs: Sequence[int] | np.ndarray,
+    labels: Sequence[int] | np.ndarray | None = None,
+    class_names: Sequence[str] = EMOTIONS,
+    title: str = "Attention across epochs",
+    alpha: float = 0.45,
+    cmap: str = _OVERLAY_CMAP,
+    blank_reason: str | None = None,
+) -> Figure:
     """The same faces' maps at successive epochs: rows are epochs, columns faces.
 
     Args:
@@ -561,6 +634,7 @@ def epoch_grid(
             if r == 0 and labels is not None:
                 axes[r, i].set_title(class_names[int(labels[i])], fontsize=8)
         axes[r, 0].set_ylabel(f"epoch {int(epochs[r])}", fontsize=8)
+    assert shown is not None  # rows, n >= 1 (Figure.subplots refuses 0)
     fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="relevance")
     fig.suptitle(title, fontsize=10)
     return fig
@@ -570,7 +644,7 @@ _LINESTYLES = ("-", "--", ":")
 _MARKERS = ("o", "s", "^")
 
 
-def method_styles(names):
+def method_styles(names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """A distinct line style per method: ten colours, then the same with new dashes and marks.
 
     Args:
@@ -590,8 +664,10 @@ def method_styles(names):
     >>> len({(s["color"], s["linestyle"]) for s in styles.values()})
     13
     """
-    colours = matplotlib.colormaps["tab10"].colors
-    styles, i = {}, 0
+    tab10 = cast("ListedColormap", matplotlib.colormaps["tab10"])
+    colours = cast("Sequence[tuple[float, float, float]]", tab10.colors)  # ten RGB triples
+    styles: dict[str, dict[str, Any]] = {}
+    i = 0
     for name in names:
         if name == "random":
             styles[name] = dict(color="0.5", linestyle="--", marker="")
@@ -606,7 +682,11 @@ def method_styles(names):
     return styles
 
 
-def trust_curves(deletion, insertion, title="Deletion and insertion curves"):
+def trust_curves(
+    deletion: Mapping[str, Curve],
+    insertion: Mapping[str, Curve],
+    title: str = "Deletion and insertion curves",
+) -> Figure:
     """Mean deletion and insertion curves of several methods, random order beside them.
 
     Args:
@@ -650,7 +730,11 @@ def trust_curves(deletion, insertion, title="Deletion and insertion curves"):
     return fig
 
 
-def randomization_grid(image, results, title="Cascading randomisation"):
+def randomization_grid(
+    image: ArrayLike,
+    results: Mapping[str, RandomizationResult],
+    title: str = "Cascading randomisation",
+) -> Figure:
     """Maps of one face as a model's layers are re-initialised from the top.
 
     As in Adebayo et al. (2018): one row per method, the original map first,
@@ -696,7 +780,7 @@ def randomization_grid(image, results, title="Cascading randomisation"):
         ax.plot(np.arange(1, len(correlation) + 1), correlation, ms=3, label=name, **style)
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xlabel("layers randomised (top first)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    cast("MaxNLocator", ax.xaxis.get_major_locator()).set_params(integer=True)
     ax.set_ylabel("rank correlation to the original map")
     ax.set_ylim(-0.5, 1.05)
     # Below zero, where a map that lost its model's trace would sit: the
@@ -707,7 +791,9 @@ def randomization_grid(image, results, title="Cascading randomisation"):
     return fig
 
 
-def evidence_bars(scores, title="Maps against the ground truth"):
+def evidence_bars(
+    scores: Mapping[str, EvidenceScores], title: str = "Maps against the ground truth"
+) -> Figure:
     """Pointing game and evidence mass per method, with their chance levels.
 
     Args:
@@ -744,8 +830,12 @@ def evidence_bars(scores, title="Maps against the ground truth"):
 
 
 def class_mean_grid(
-    class_means, counts, class_names=EMOTIONS, title="Mean maps", blank_reason=None
-):
+    class_means: ArrayLike,
+    counts: ArrayLike,
+    class_names: Sequence[str] = EMOTIONS,
+    title: str = "Mean maps",
+    blank_reason: str | None = None,
+) -> Figure:
     """The mean map of each cell of the confusion matrix: rows true class, columns predicted.
 
     A cell with images whose mean map is blank (`blank_maps`: every map

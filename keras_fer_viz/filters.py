@@ -17,10 +17,13 @@ Both see inside nested models, through the replay of `keras_fer_viz.layers`.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
+from typing import Literal, cast
 
 import keras
 import numpy as np
 from keras import ops
+from numpy.typing import ArrayLike
 
 from keras_fer_viz import _gradients
 from keras_fer_viz._explainer import (
@@ -41,7 +44,12 @@ from keras_fer_viz.layers import (
 __all__ = ["maximize_activation", "feature_maps"]
 
 
-def feature_maps(model, layer, images, batch_size=None) -> np.ndarray:
+def feature_maps(
+    model: keras.Model,
+    layer: str | int | keras.layers.Layer | None,
+    images: ArrayLike,
+    batch_size: int | None = None,
+) -> np.ndarray:
     """The raw outputs of a spatial layer for given images.
 
     Use it to see what the filters of a layer pick out of real faces (the
@@ -130,23 +138,23 @@ def _build_objective_probe(model, target, output):
 
 
 def maximize_activation(
-    model,
-    layer,
-    filters=None,
-    steps=150,
-    seed=0,
+    model: keras.Model,
+    layer: str | int | keras.layers.Layer | None,
+    filters: int | Sequence[int] | np.ndarray | None = None,
+    steps: int = 150,
+    seed: int = 0,
     *,
-    learning_rate=0.03,
-    l2=0.01,
-    total_variation=0.3,
-    jitter=2,
-    value_range=(0.0, 255.0),
-    output="display",
-    score="probability",
-    verbose="auto",
-    model_output=None,
-    batch_size=None,
-):
+    learning_rate: float = 0.03,
+    l2: float = 0.01,
+    total_variation: float = 0.3,
+    jitter: int = 2,
+    value_range: Sequence[float] = (0.0, 255.0),
+    output: Literal["display", "input"] = "display",
+    score: Literal["probability", "logit"] = "probability",
+    verbose: int | Literal["auto"] = "auto",
+    model_output: str | int | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
     """Images that maximally activate the filters of a layer, by gradient ascent.
 
     Starting from grey with a little noise, each image climbs the gradient
@@ -233,12 +241,13 @@ def maximize_activation(
         raise ValueError(f"Expected output 'display' or 'input'. Received: {output!r}")
     if score not in ("probability", "logit"):
         raise ValueError(f"Expected score 'probability' or 'logit'. Received: {score!r}")
-    shape = input_shape(model)
-    if any(d is None for d in shape):
+    model_shape = input_shape(model)
+    if any(d is None for d in model_shape):
         raise ValueError(
             f"maximize_activation needs a fixed input size. Received: model {model.name!r} "
-            f"with input shape {shape}"
+            f"with input shape {model_shape}"
         )
+    shape = cast("tuple[int, int, int]", model_shape)  # no None: checked above
 
     rng = np.random.default_rng(seed)
     mid, span = (lo + hi) / 2, hi - lo

@@ -18,7 +18,10 @@ so Sequential, Functional and nested backbones all work.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any, Literal
 
+import keras
 from keras import ops
 
 from keras_fer_viz import _gradients
@@ -56,10 +59,19 @@ class _LayerGradient(Explainer):
     )
     #: False for a method that needs the activations only (no backward pass).
     gradient = True
+    # (N, h, w, K) activations and their gradients (None without) -> raw (N, h, w) map.
+    _combine: Callable[[Any, Any], Any]
 
     def __init__(
-        self, model, layer=None, *, score="logit", normalize=True, batch_size=None, output=None
-    ):
+        self,
+        model: keras.Model,
+        layer: str | int | keras.layers.Layer | None = None,
+        *,
+        score: Literal["logit", "probability"] = "logit",
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         super().__init__(
             model, score=score, normalize=normalize, batch_size=batch_size, output=output
         )
@@ -391,4 +403,4 @@ class EigenCAM(_LayerGradient):
 
 
 for _cls in (XGradCAM, HiResCAM, LayerCAM):
-    _cls.__doc__ = _cls.__doc__.replace("{args}", _LAYER_ARGS)
+    _cls.__doc__ = (_cls.__doc__ or "").replace("{args}", _LAYER_ARGS)

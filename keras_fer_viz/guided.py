@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
 
 import keras
 from keras import ops
@@ -96,7 +98,7 @@ def _find_relus(model):
 
 
 @contextlib.contextmanager
-def guided_relus(relus):
+def guided_relus(relus: Iterable[tuple[Any, str, Any]]) -> Iterator[None]:
     """Runs with each ReLU of `relus` (from `_find_relus`) guided; restores them after.
 
     The replacement is an attribute of the layer object for the duration of
@@ -181,8 +183,15 @@ class GuidedBackprop(Explainer):
     blank_reason = "no positive gradient reaches the image through the guided ReLUs"
 
     def __init__(
-        self, model, reduce="max", *, score="logit", normalize=True, batch_size=None, output=None
-    ):
+        self,
+        model: keras.Model,
+        reduce: Literal["max", "mean", "norm"] = "max",
+        *,
+        score: Literal["logit", "probability"] = "logit",
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         _check_reduce(reduce)
         super().__init__(
             model, score=score, normalize=normalize, batch_size=batch_size, output=output
@@ -250,15 +259,15 @@ class GuidedGradCAM(GradCAM):
 
     def __init__(
         self,
-        model,
-        layer=None,
-        reduce="max",
+        model: keras.Model,
+        layer: str | int | keras.layers.Layer | None = None,
+        reduce: Literal["max", "mean", "norm"] = "max",
         *,
-        score="logit",
-        normalize=True,
-        batch_size=None,
-        output=None,
-    ):
+        score: Literal["logit", "probability"] = "logit",
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         _check_reduce(reduce)
         self.reduce = reduce
         self._relus = _find_relus(model)

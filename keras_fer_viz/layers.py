@@ -38,7 +38,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import keras
 from keras import ops
@@ -93,8 +95,8 @@ class LayerInfo:
 
     layer: keras.layers.Layer
     path: str
-    output_shape: tuple
-    input_ids: tuple = ()
+    output_shape: tuple[int | None, ...]
+    input_ids: tuple[int, ...] = ()
 
     @property
     def is_spatial(self) -> bool:
@@ -128,7 +130,7 @@ def _check_model(model) -> None:
         )
 
 
-def is_graph(model) -> bool:
+def is_graph(model: keras.Model) -> bool:
     """True for Sequential and Functional models (their layers can be replayed)."""
     return isinstance(model, keras.Sequential) or _is_functional(model)
 
@@ -147,7 +149,7 @@ def _called_shape(model) -> tuple:
     return (None, *shapes[0][1:])
 
 
-def input_shape(model) -> tuple:
+def input_shape(model: keras.Model) -> tuple[int | None, ...]:
     """The (H, W, C) input shape of a one-input image model (dims may be None)."""
     _check_model(model)
     full = tuple(model.inputs[0].shape) if is_graph(model) else _called_shape(model)
@@ -193,10 +195,14 @@ class _Replay:
     layer's output (its first call) before the rest of the graph uses it.
     """
 
+    # The model's output and its names, set by `_trace`.
+    output: Any
+    output_names: list[str]
+
     def __init__(self, hooks=None):
         self.hooks = hooks or {}
         self.rows: list[LayerInfo] = []
-        self.outputs: dict[int, object] = {}  # id(layer) -> its (hooked) output
+        self.outputs: dict[int, Any] = {}  # id(layer) -> its (hooked) output
         self._producer: dict[int, tuple] = {}  # id(tensor) -> (row index, call args, tensor)
 
     def run(self, model, inputs, prefix=""):
@@ -271,7 +277,7 @@ def _fresh_input(model, taken=None):
     return keras.Input(input_shape(model), name=_fresh_name("image", taken))
 
 
-def all_layers(model) -> list[LayerInfo]:
+def all_layers(model: keras.Model) -> list[LayerInfo]:
     """Every layer of the model in graph order, nested models entered.
 
     A nested model appears after its own layers, as the layer producing
@@ -297,12 +303,12 @@ def all_layers(model) -> list[LayerInfo]:
     return rows
 
 
-def spatial_layers(model) -> list[keras.layers.Layer]:
+def spatial_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layers with an (N, h, w, C) output, nested models entered, in order."""
     return [r.layer for r in all_layers(model) if r.is_spatial and not _is_container(r.layer)]
 
 
-def conv_layers(model) -> list[keras.layers.Layer]:
+def conv_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The convolution layers with an (N, h, w, C) output, in graph order.
 
     Convolutions of nested models (a backbone inside a Sequential) are
@@ -318,7 +324,7 @@ def conv_layers(model) -> list[keras.layers.Layer]:
     return [r.layer for r in all_layers(model) if r.is_conv]
 
 
-def last_conv_layer(model) -> keras.layers.Layer:
+def last_conv_layer(model: keras.Model) -> keras.layers.Layer:
     """The layer Grad-CAM and CAM use by default.
 
     The last convolution whose output still has the image's spatial grid
@@ -399,7 +405,7 @@ def _collapsed(rows) -> list[bool]:
     has not: a squeeze-and-excitation gate multiplies a pooled branch back
     onto the grid.
     """
-    out = []
+    out: list[bool] = []
     for i, r in enumerate(rows):
         if _is_container(r.layer) and i > 0:
             out.append(out[i - 1])  # a nested model is listed after its last layer
@@ -425,7 +431,9 @@ def _is_container(layer) -> bool:
     return isinstance(layer, keras.Model)
 
 
-def resolve_layer(model, ref=None) -> keras.layers.Layer:
+def resolve_layer(
+    model: keras.Model, ref: str | int | keras.layers.Layer | None = None
+) -> keras.layers.Layer:
     """Finds a layer of a model, nested models included.
 
     Args:
@@ -503,7 +511,7 @@ def _listing(names, limit=40) -> str:
 # --- outputs ----------------------------------------------------------------
 
 
-def output_names(model) -> list[str]:
+def output_names(model: keras.Model) -> list[str]:
     """The names of a model's outputs, in the order Keras flattens them.
 
     A Functional model's outputs are named by their layers (or by the keys
@@ -566,7 +574,7 @@ def _select(model, out, output, names=None):
     return flat[_output_index(model, output, names)]
 
 
-def output_layer(model, output=None) -> keras.layers.Layer:
+def output_layer(model: keras.Model, output: str | int | None = None) -> keras.layers.Layer:
     """The innermost layer that produces the model's (chosen) output, nested models entered."""
     trace = _trace(model)
     out = _select(model, trace.output, output, trace.output_names)
@@ -579,7 +587,9 @@ def output_layer(model, output=None) -> keras.layers.Layer:
     return rows[i].layer
 
 
-def score_kind(model, output=None) -> str:
+def score_kind(
+    model: keras.Model, output: str | int | None = None
+) -> Literal["softmax-dense", "softmax-layer", "none"]:
     """How the model's output relates to logits.
 
     Returns:
@@ -697,7 +707,7 @@ class _CallTrace:
         self.model = model
         self.rows: list[LayerInfo] = []
         self._producer: dict[int, tuple] = {}
-        self._keep = []  # the traced tensors, so that their ids stay unique
+        self._keep: list[Any] = []  # the traced tensors, so that their ids stay unique
         shape = input_shape(model)
 
         def record(layer):
@@ -761,8 +771,8 @@ class _CallProbe:
         trace = _CallTrace(model)
         chosen = _select(model, trace.output, output, trace.output_names)
         self._index = _output_index(model, output, trace.output_names) if output is not None else 0
-        self._head = _head(trace, chosen) if score == "logit" else ("none", None)
-        first = {}
+        self._head: tuple[str, Any] = _head(trace, chosen) if score == "logit" else ("none", None)
+        first: dict[int, LayerInfo] = {}
         for row in trace.rows:
             first.setdefault(id(row.layer), row)
         missing = [la.name for la in self.layers if id(la) not in first]
@@ -828,7 +838,13 @@ class _CallProbe:
 # --- probes -------------------------------------------------------------------
 
 
-def build_probe(model, layers=(), score="logit", perturb=False, output=None):
+def build_probe(
+    model: keras.Model,
+    layers: Sequence[keras.layers.Layer] = (),
+    score: Literal["logit", "probability"] | None = "logit",
+    perturb: bool = False,
+    output: str | int | None = None,
+) -> tuple[Any, list[tuple[Any, ...]]]:
     """Builds the probe that explainers differentiate.
 
     Args:
@@ -860,7 +876,7 @@ def build_probe(model, layers=(), score="logit", perturb=False, output=None):
         return probe, probe.shapes
     taken = _model_names(model)
     image = _fresh_input(model, taken)
-    deltas = []
+    deltas: list[Any] = []
 
     def make_hook(layer):
         def hook(out):
@@ -902,7 +918,12 @@ def build_probe(model, layers=(), score="logit", perturb=False, output=None):
     return probe, [tuple(t.shape) for t in taps]
 
 
-def submodel(model, layers=(), score="logit", output=None) -> keras.Model:
+def submodel(
+    model: keras.Model,
+    layers: str | int | keras.layers.Layer | Sequence[str | int | keras.layers.Layer] = (),
+    score: Literal["logit", "probability"] | None = "logit",
+    output: str | int | None = None,
+) -> keras.Model:
     """A model returning chosen layer outputs together with the class score.
 
     Built on a fresh `keras.Input` by replaying the caller's layers (shared

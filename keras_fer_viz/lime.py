@@ -23,11 +23,14 @@ what it lacks out of the box on small grayscale faces:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import keras
 import numpy as np
 from lime.lime_image import LimeImageExplainer
+from numpy.typing import ArrayLike
 
 from keras_fer_viz import _gradients
 from keras_fer_viz._explainer import (
@@ -52,7 +55,11 @@ def _gray01(image):
     return (gray - lo) / (hi - lo) if hi > lo else np.zeros_like(gray, dtype=float)
 
 
-def segment(image, method="slic", **options) -> np.ndarray:
+def segment(
+    image: ArrayLike,
+    method: Literal["slic", "quickshift", "felzenszwalb", "grid"] = "slic",
+    **options: Any,
+) -> np.ndarray:
     """Superpixels of one image, labelled 0..S-1.
 
     Args:
@@ -134,7 +141,7 @@ class LimeExplanation:
     weights: np.ndarray
     intercept: float
     score: float
-    explanation: object
+    explanation: Any
 
     def map(self) -> np.ndarray:
         """(H, W) float32: each superpixel's positive weight, scaled to [0, 1]."""
@@ -143,7 +150,13 @@ class LimeExplanation:
         values = positive / peak if peak > 0 else positive
         return values[self.segments].astype(np.float32)
 
-    def mask(self, positive=True, negative=True, num_features=5, min_weight=0.0) -> np.ndarray:
+    def mask(
+        self,
+        positive: bool = True,
+        negative: bool = True,
+        num_features: int = 5,
+        min_weight: float = 0.0,
+    ) -> np.ndarray:
         """(H, W) int8: +1 for superpixels for the class, -1 against, 0 elsewhere.
 
         Takes the `num_features` superpixels of largest absolute weight among
@@ -232,18 +245,19 @@ class Lime(Explainer):
 
     def __init__(
         self,
-        model,
-        segmentation="slic",
-        samples=1000,
-        batch_size=None,
-        seed=0,
+        model: keras.Model,
+        segmentation: Literal["slic", "quickshift", "felzenszwalb", "grid"]
+        | Callable[[np.ndarray], ArrayLike] = "slic",
+        samples: int = 1000,
+        batch_size: int | None = None,
+        seed: int = 0,
         *,
-        hide_color=None,
-        kernel_width=0.25,
-        segmentation_options=None,
-        verbose="auto",
-        output=None,
-    ):
+        hide_color: float | Sequence[float] | None = None,
+        kernel_width: float = 0.25,
+        segmentation_options: Mapping[str, Any] | None = None,
+        verbose: int | Literal["auto"] = "auto",
+        output: str | int | None = None,
+    ) -> None:
         if not (callable(segmentation) or segmentation in SEGMENTATIONS):
             raise ValueError(
                 f"Expected segmentation in {SEGMENTATIONS} or a callable. "
@@ -289,7 +303,9 @@ class Lime(Explainer):
         step = inputs_per_call(x.shape[1:3], self.batch_size)
         return np.concatenate([self._predict(x[i : i + step]) for i in range(0, len(x), step)])
 
-    def explanations(self, images, target=None) -> list[LimeExplanation]:
+    def explanations(
+        self, images: ArrayLike, target: int | Sequence[int] | np.ndarray | None = None
+    ) -> list[LimeExplanation]:
         """Full LIME results: one `LimeExplanation` per image.
 
         Args:
@@ -342,7 +358,12 @@ class Lime(Explainer):
             explanation=result,
         )
 
-    def explain(self, images, target=None, batch_size=None) -> np.ndarray:
+    def explain(
+        self,
+        images: ArrayLike,
+        target: int | Sequence[int] | np.ndarray | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
         """Positive LIME evidence for the target, (N, H, W) float32 in [0, 1].
 
         Each superpixel gets its positive weight, divided by the image's

@@ -22,11 +22,14 @@ chunk of images is built and classified in one call.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import keras
 import numpy as np
 from keras import ops
+from numpy.typing import ArrayLike
 
 from keras_fer_viz import _gradients
 from keras_fer_viz._explainer import (
@@ -63,7 +66,7 @@ class Curve:
         targets: (N,) the classes followed.
     """
 
-    kind: str
+    kind: Literal["deletion", "insertion"]
     fractions: np.ndarray
     scores: np.ndarray
     auc: np.ndarray
@@ -74,7 +77,7 @@ class Curve:
         return float(self.auc.mean())
 
 
-def random_maps(images, seed=0) -> np.ndarray:
+def random_maps(images: ArrayLike, seed: int = 0) -> np.ndarray:
     """Uniform random maps (N, H, W) for the random-order baseline of the curves."""
     x = np.asarray(images)
     x = x[None] if x.ndim == 3 else x
@@ -108,7 +111,7 @@ def _ranks(maps):
     return ranks.reshape(maps.shape).astype(np.int32)
 
 
-_CURVE_FNS: dict = {}
+_CURVE_FNS: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
 
 def _curve_fn(model, steps_plus_one, shape, output):
@@ -190,8 +193,15 @@ def _curve(kind, model, images, maps, target, steps, fill, batch_size, output):
 
 
 def deletion_curve(
-    model, images, maps, target=None, steps=20, fill="mean", batch_size=None, output=None
-):
+    model: keras.Model,
+    images: ArrayLike,
+    maps: ArrayLike,
+    target: int | Sequence[int] | np.ndarray | None = None,
+    steps: int = 20,
+    fill: Literal["mean", "blur"] | float = "mean",
+    batch_size: int | None = None,
+    output: str | int | None = None,
+) -> Curve:
     """The target's probability as the map's most relevant pixels are removed.
 
     Petsiuk, Das and Saenko (2018), "RISE". Pixels are removed in the map's
@@ -232,8 +242,15 @@ def deletion_curve(
 
 
 def insertion_curve(
-    model, images, maps, target=None, steps=20, fill="blur", batch_size=None, output=None
-):
+    model: keras.Model,
+    images: ArrayLike,
+    maps: ArrayLike,
+    target: int | Sequence[int] | np.ndarray | None = None,
+    steps: int = 20,
+    fill: Literal["mean", "blur"] | float = "blur",
+    batch_size: int | None = None,
+    output: str | int | None = None,
+) -> Curve:
     """The target's probability as the map's most relevant pixels are revealed.
 
     Starts from `fill` (a blurred copy by default, as Petsiuk et al. do) and
@@ -254,7 +271,7 @@ def _quantized(maps):
     return np.round(flat / np.where(scale > 0, scale, 1.0), 4)
 
 
-def spearman(a, b) -> np.ndarray:
+def spearman(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """Spearman rank correlation of each pair of maps, (N,); ties get average ranks.
 
     Values are compared at 1e-4 of each map's largest magnitude, as the
@@ -264,12 +281,12 @@ def spearman(a, b) -> np.ndarray:
     """
     from scipy.stats import rankdata
 
-    a = rankdata(_quantized(a), axis=1)
-    b = rankdata(_quantized(b), axis=1)
-    a -= a.mean(axis=1, keepdims=True)
-    b -= b.mean(axis=1, keepdims=True)
-    denom = np.sqrt((a * a).sum(1) * (b * b).sum(1))
-    return np.where(denom > 0, (a * b).sum(1) / np.where(denom > 0, denom, 1), 0.0)
+    ra: np.ndarray = rankdata(_quantized(a), axis=1)
+    rb: np.ndarray = rankdata(_quantized(b), axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    denom = np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
+    return np.where(denom > 0, (ra * rb).sum(1) / np.where(denom > 0, denom, 1), 0.0)
 
 
 def _ssim(a, b) -> np.ndarray:
@@ -299,7 +316,7 @@ class RandomizationResult:
         ssim: (L, N) structural similarity of each step's maps to the original.
     """
 
-    layers: list
+    layers: list[str]
     maps: np.ndarray
     spearman: np.ndarray
     ssim: np.ndarray
@@ -387,8 +404,14 @@ def _truncated(rng, stddev, shape):
 
 
 def randomization_check(
-    explainer_factory, model, images, target=None, layers=None, seed=0, output=None
-):
+    explainer_factory: Callable[..., Any],
+    model: keras.Model,
+    images: ArrayLike,
+    target: int | Sequence[int] | np.ndarray | None = None,
+    layers: Iterable[str] | None = None,
+    seed: int = 0,
+    output: str | int | None = None,
+) -> RandomizationResult:
     """Cascading model-parameter randomisation (Adebayo et al. 2018).
 
     A copy of `model` (same weights) is explained, then its layers with a
@@ -493,7 +516,7 @@ class EvidenceScores:
     mass: np.ndarray
     chance: np.ndarray
 
-    def mean(self) -> dict:
+    def mean(self) -> dict[str, float]:
         return dict(
             pointing=float(self.pointing.mean()),
             mass=float(self.mass.mean()),
@@ -501,7 +524,7 @@ class EvidenceScores:
         )
 
 
-def evidence_scores(maps, evidence) -> EvidenceScores:
+def evidence_scores(maps: ArrayLike, evidence: ArrayLike) -> EvidenceScores:
     """Scores maps against the pixels that carry the class.
 
     Args:

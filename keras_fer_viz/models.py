@@ -9,6 +9,8 @@ saved model carries its own preprocessing and is fed raw 0-255 pixels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import layers
 
@@ -18,7 +20,9 @@ _BLOCK_FILTERS = (32, 64, 128)
 _DENSE_UNITS = (256, 128, 64)
 
 
-def fer_cnn(num_classes: int = 7, input_shape=(48, 48, 1), width: float = 1.0) -> keras.Model:
+def fer_cnn(
+    num_classes: int = 7, input_shape: Sequence[int] = (48, 48, 1), width: float = 1.0
+) -> keras.Model:
     """Builds the reference CNN for facial-expression recognition.
 
     The stack of the study (report A), with readable layer names:

@@ -20,9 +20,13 @@ the result does not depend on the chunking.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import Literal
 
+import keras
 import numpy as np
 from keras import ops
+from numpy.typing import ArrayLike
 
 from keras_fer_viz import _gradients
 from keras_fer_viz._explainer import Explainer, check_positive_int
@@ -32,7 +36,7 @@ from keras_fer_viz.registry import register
 __all__ = ["Occlusion", "ScoreCAM"]
 
 
-def _chunks(count: int, per_call: int):
+def _chunks(count: int, per_call: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Splits ``range(count)`` into equal chunks of at most `per_call` items.
 
     Returns:
@@ -127,16 +131,16 @@ class Occlusion(Explainer):
 
     def __init__(
         self,
-        model,
-        patch=8,
-        stride=4,
-        baseline=0.0,
+        model: keras.Model,
+        patch: int = 8,
+        stride: int = 4,
+        baseline: ArrayLike = 0.0,
         *,
-        score="logit",
-        normalize=True,
-        batch_size=None,
-        output=None,
-    ):
+        score: Literal["logit", "probability"] = "logit",
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         patch = check_positive_int(patch, "patch")
         stride = check_positive_int(stride, "stride")
         if stride > patch:
@@ -201,7 +205,7 @@ class Occlusion(Explainer):
         self._fn = _gradients.compile(
             finish, model, [((None, h, w), "float32"), ((h, w), "float32")], batch=(0,)
         )
-        self._windows = {}
+        self._windows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def _check_patch(self, size):
         h, w = size
@@ -330,8 +334,15 @@ class ScoreCAM(_LayerGradient):
     gradient = False
 
     def __init__(
-        self, model, layer=None, *, score="logit", normalize=True, batch_size=None, output=None
-    ):
+        self,
+        model: keras.Model,
+        layer: str | int | keras.layers.Layer | None = None,
+        *,
+        score: Literal["logit", "probability"] = "logit",
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         super().__init__(
             model, layer, score=score, normalize=normalize, batch_size=batch_size, output=output
         )
@@ -399,7 +410,12 @@ class ScoreCAM(_LayerGradient):
     def _images_per_call(self, inputs):
         return inputs // self.layer_shape[-1]
 
-    def explain(self, images, target=None, batch_size=None) -> np.ndarray:
+    def explain(
+        self,
+        images: ArrayLike,
+        target: int | Sequence[int] | np.ndarray | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
         maps = super().explain(images, target, batch_size)
         blank = int((maps.reshape(len(maps), -1).max(axis=1) <= 0).sum())
         if blank:

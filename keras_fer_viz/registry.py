@@ -23,18 +23,24 @@ import importlib
 import inspect
 import re
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from keras_fer_viz._explainer import Explainer
+
+_E = TypeVar("_E", bound="type[Explainer]")
 
 __all__ = ["EXPLAINERS", "register", "spec_options"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_REGISTERED: dict[str, type] = {}
+_REGISTERED: dict[str, type[Explainer]] = {}
 # Other spellings a user may type; not listed when the registry is iterated.
 _ALIASES = {"smooth_grad": "smoothgrad", "grad_cam_pp": "grad_cam_plus_plus"}
 # Constructor arguments that are not method options (a spec entry cannot set them).
 _NOT_OPTIONS = {"self", "model", "score", "normalize", "batch_size", "output", "verbose"}
 
 
-def register(cls):
+def register(cls: _E) -> _E:
     """Class decorator: puts an explainer class in ``kfv.EXPLAINERS`` under ``cls.name``.
 
     Raises:
@@ -56,7 +62,7 @@ def register(cls):
     return cls
 
 
-def spec_options(cls) -> tuple[str, ...]:
+def spec_options(cls: type[Explainer]) -> tuple[str, ...]:
     """The keyword options of a method's constructor that a spec entry may set.
 
     ``layer`` is among them for the methods that take a layer (a spec entry
@@ -70,21 +76,23 @@ def spec_options(cls) -> tuple[str, ...]:
     )
 
 
-class _Explainers(Mapping):
+class _Explainers(Mapping[str, "type[Explainer]"]):
     """Read-only, lazily filled: spec name -> explainer class, in export order."""
 
-    def __init__(self):
-        self._table: dict[str, type] | None = None
+    def __init__(self) -> None:
+        self._table: dict[str, type[Explainer]] | None = None
 
-    def _load(self) -> dict[str, type]:
+    def _load(self) -> dict[str, type[Explainer]]:
         if self._table is None:
             from keras_fer_viz import _EXPORTS
 
-            table = {}
+            table: dict[str, type[Explainer]] = {}
             for export, module in _EXPORTS.items():
                 obj = getattr(importlib.import_module(module), export)
-                if isinstance(obj, type) and _REGISTERED.get(getattr(obj, "name", None)) is obj:
-                    table[obj.name] = obj
+                if isinstance(obj, type):
+                    registered = _REGISTERED.get(getattr(obj, "name", ""))
+                    if registered is not None and registered is obj:
+                        table[registered.name] = registered
             # A class registered outside the library (a user's plug-in) comes last.
             for name, cls in _REGISTERED.items():
                 table.setdefault(name, cls)
@@ -94,14 +102,14 @@ class _Explainers(Mapping):
                 self._table.setdefault(name, cls)
         return self._table
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> type[Explainer]:
         table = self._load()
         key = _ALIASES.get(name, name) if isinstance(name, str) else name
         if key in table:
             return table[key]
         raise KeyError(f"Unknown method {name!r}. Expected one of {list(table)}")
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and _ALIASES.get(name, name) in self._load()
 
     def __iter__(self) -> Iterator[str]:
@@ -110,9 +118,9 @@ class _Explainers(Mapping):
     def __len__(self) -> int:
         return len(self._load())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"EXPLAINERS({', '.join(self._load())})"
 
 
 #: Spec name -> explainer class, every method of the library (and plug-ins).
-EXPLAINERS: Mapping[str, type] = _Explainers()
+EXPLAINERS: Mapping[str, type[Explainer]] = _Explainers()

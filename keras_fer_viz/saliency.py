@@ -23,8 +23,13 @@ on the chunking.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Literal
+
+import keras
 import numpy as np
 from keras import ops
+from numpy.typing import ArrayLike
 
 from keras_fer_viz import _gradients
 from keras_fer_viz._explainer import Explainer, _predicted, check_positive_int
@@ -56,7 +61,7 @@ class _InputGradient(Explainer):
     )
     """Shared set-up: a probe model without taps and its value-and-grad function."""
 
-    def __init__(self, model, **kwargs):
+    def __init__(self, model: keras.Model, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self._probe, _ = self._build_probe()
         self._vg = _gradients.value_and_grad(self._probe)
@@ -73,6 +78,10 @@ class _ExpandedGradient(_InputGradient):
     in chunks of equal size (the last padded with zero-weight points, so JAX
     compiles one shape), as many as the memory bound allows.
     """
+
+    _count: int
+    _perturb: Callable[..., Any]
+    _finish: Callable[..., Any]
 
     def _compile(self, point_spec, constant_specs=()):
         def total(x, t, points, weights, *constants):
@@ -172,8 +181,15 @@ class Saliency(_InputGradient):
     name = "saliency"
 
     def __init__(
-        self, model, reduce="max", *, score="logit", normalize=True, batch_size=None, output=None
-    ):
+        self,
+        model: keras.Model,
+        reduce: Literal["max", "mean", "norm"] = "max",
+        *,
+        score: Literal["logit", "probability"] = "logit",
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         _check_reduce(reduce)
         super().__init__(
             model, score=score, normalize=normalize, batch_size=batch_size, output=output
@@ -237,17 +253,17 @@ class SmoothGrad(_ExpandedGradient):
 
     def __init__(
         self,
-        model,
-        samples=25,
-        noise=0.15,
-        reduce="max",
+        model: keras.Model,
+        samples: int = 25,
+        noise: float = 0.15,
+        reduce: Literal["max", "mean", "norm"] = "max",
         *,
-        seed=0,
-        score="logit",
-        normalize=True,
-        batch_size=None,
-        output=None,
-    ):
+        seed: int = 0,
+        score: Literal["logit", "probability"] = "logit",
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         samples = check_positive_int(samples, "samples")
         if not (isinstance(noise, (int, float)) and 0 <= noise and np.isfinite(noise)):
             raise ValueError(f"Expected a noise level >= 0. Received: noise={noise!r}")
@@ -258,7 +274,7 @@ class SmoothGrad(_ExpandedGradient):
         self.samples, self.noise, self.reduce, self.seed = samples, float(noise), reduce, seed
         self._count = samples
         self._compile(((None, *self.input_shape), "float32"))
-        self._banks = {}
+        self._banks: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
 
     def _perturb(self, x, bank):
         lo = ops.min(x, axis=(1, 2, 3), keepdims=True)
@@ -329,15 +345,15 @@ class IntegratedGradients(_ExpandedGradient):
 
     def __init__(
         self,
-        model,
-        steps=32,
-        baseline=0.0,
+        model: keras.Model,
+        steps: int = 32,
+        baseline: ArrayLike = 0.0,
         *,
-        score="logit",
-        normalize=True,
-        batch_size=None,
-        output=None,
-    ):
+        score: Literal["logit", "probability"] = "logit",
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         steps = check_positive_int(steps, "steps")
         super().__init__(
             model, score=score, normalize=normalize, batch_size=batch_size, output=output
@@ -408,7 +424,15 @@ class GradientXInput(_InputGradient):
     signed = True
     positive = "abs"
 
-    def __init__(self, model, *, score="logit", normalize=True, batch_size=None, output=None):
+    def __init__(
+        self,
+        model: keras.Model,
+        *,
+        score: Literal["logit", "probability"] = "logit",
+        normalize: bool = True,
+        batch_size: int | None = None,
+        output: str | int | None = None,
+    ) -> None:
         super().__init__(
             model, score=score, normalize=normalize, batch_size=batch_size, output=output
         )

@@ -22,11 +22,14 @@ does not import Keras, and a method registered later is accepted.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from keras_fer_viz.data.fer2013 import EMOTIONS
 
@@ -34,6 +37,9 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+if TYPE_CHECKING:
+    from keras_fer_viz._explainer import Explainer
 
 __all__ = [
     "FigureSpec",
@@ -44,8 +50,8 @@ __all__ = [
     "method_parameters",
     "FIGURE_KINDS",
     "TRUST_KINDS",
-    "METHODS",  # noqa: F822 - computed on access, by __getattr__
-    "TRUST_METHODS",  # noqa: F822 - computed on access, by __getattr__
+    "METHODS",
+    "TRUST_METHODS",
 ]
 
 _COMMON = {"classes", "images_per_class", "seed"}
@@ -71,7 +77,7 @@ TRUST_KINDS = ("deletion_insertion", "randomization", "evidence")
 _FIGURE_OPTIONS = {"cam": _LAYER | {"epochs"}, "lime": {"num_features"}}
 
 
-def method_parameters(cls) -> set[str]:
+def method_parameters(cls: type[Explainer]) -> set[str]:
     """The parameters a spec entry of a registered method may set.
 
     The faces (``classes``, ``images_per_class``, ``seed``), the method's
@@ -114,7 +120,14 @@ def _trust_methods() -> tuple[str, ...]:
     return tuple(EXPLAINERS)
 
 
-def __getattr__(name: str):
+if TYPE_CHECKING:  # computed by __getattr__ below; declared for type checkers and the docs
+    METHODS: dict[str, set[str]]
+    """Every method a spec entry may name (registered ones, `FIGURE_KINDS`) -> its parameters."""
+    TRUST_METHODS: tuple[str, ...]
+    """The methods the trust figures may compare: every registered one."""
+
+
+def __getattr__(name: str) -> Any:
     # METHODS and TRUST_METHODS are read from the registry when first asked
     # for (PEP 562), so that importing the spec does not import Keras, and a
     # method registered later is in them.
@@ -144,9 +157,9 @@ class FigureSpec:
     method: str
     file: str
     description: str = ""
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
-    def get(self, name, default=None):
+    def get(self, name: str, default: Any = None) -> Any:
         """A parameter, or `default` when the entry does not set it."""
         return self.parameters.get(name, default)
 
@@ -251,7 +264,7 @@ def _check_parameter(where, name, value):
     # A method's other options are checked by its constructor when the figure is drawn.
 
 
-def parse_spec(data: dict, source: str = "spec") -> list[FigureSpec]:
+def parse_spec(data: Mapping[str, Any], source: str = "spec") -> list[FigureSpec]:
     """Checks a parsed spec (the TOML as a dict) and returns its entries."""
     entries = data.get("figure")
     if not isinstance(entries, list) or not entries:
@@ -327,7 +340,7 @@ def parse_spec(data: dict, source: str = "spec") -> list[FigureSpec]:
     return specs
 
 
-def load_spec(path=None) -> list[FigureSpec]:
+def load_spec(path: str | os.PathLike[str] | None = None) -> list[FigureSpec]:
     """Reads and checks a figure spec.
 
     Args:

@@ -10,11 +10,14 @@ set.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -32,7 +35,29 @@ __all__ = [
 ]
 
 
-def check_data(model: keras.Model, x, y=None, name: str = "x", num_classes=None):
+@overload
+def check_data(
+    model: keras.Model,
+    x: ArrayLike,
+    y: None = None,
+    name: str = "x",
+    num_classes: int | None = None,
+) -> tuple[np.ndarray, None]: ...
+@overload
+def check_data(
+    model: keras.Model,
+    x: ArrayLike,
+    y: ArrayLike,
+    name: str = "x",
+    num_classes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]: ...
+def check_data(
+    model: keras.Model,
+    x: ArrayLike,
+    y: ArrayLike | None = None,
+    name: str = "x",
+    num_classes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Validates images (and labels) against a classifier; returns numpy arrays.
 
     Args:
@@ -100,7 +125,12 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             to `"max"`.
     """
 
-    def __init__(self, filepath, monitor: str = "val_accuracy", mode: str = "max"):
+    def __init__(
+        self,
+        filepath: str | os.PathLike[str],
+        monitor: str = "val_accuracy",
+        mode: Literal["max", "min"] = "max",
+    ) -> None:
         super().__init__()
         self.filepath = Path(filepath)
         if self.filepath.suffix != ".keras":
@@ -109,11 +139,11 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             raise ValueError(f"Expected mode 'max' or 'min'. Received: {mode!r}")
         self.monitor, self.mode = monitor, mode
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.best = -np.inf if self.mode == "max" else np.inf
-        self.best_epoch = None
+        self.best_epoch: int | None = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         value = (logs or {}).get(self.monitor)
         if value is None:
             raise ValueError(
@@ -127,21 +157,21 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 def train(
     model: keras.Model,
-    x,
-    y,
+    x: ArrayLike,
+    y: ArrayLike,
     *,
-    validation_data=None,
+    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
     validation_split: float = 0.1,
     epochs: int = 30,
     batch_size: int = 32,
     learning_rate: float = 3e-3,
-    schedule: str = "cosine",
-    class_weight="balanced",
+    schedule: Literal["cosine", "constant"] = "cosine",
+    class_weight: Literal["balanced"] | dict[int, float] | None = "balanced",
     patience: int = 5,
-    checkpoint=None,
+    checkpoint: str | os.PathLike[str] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     seed: int = 0,
-    verbose="auto",
+    verbose: int | Literal["auto"] = "auto",
 ) -> keras.callbacks.History:
     """Trains an image classifier with the study's recipe.
 
@@ -195,13 +225,16 @@ def train(
     >>> model = kfv.fer_cnn(width=0.25)
     >>> history = kfv.train(model, faces.images, faces.labels, epochs=1, verbose=0)
     """
-    x, y = check_data(model, x, y)
+    # The checked arrays (the parameters keep what was passed).
+    x_fit, y_fit = check_data(model, x, y)
     if validation_data is None:
         if not 0.0 < validation_split < 1.0:
             raise ValueError(f"Expected 0 < validation_split < 1. Received: {validation_split!r}")
-        stratify = y if np.bincount(y).min(initial=0) >= 2 and len(np.unique(y)) > 1 else None
-        x, x_val, y, y_val = train_test_split(
-            x, y, test_size=validation_split, random_state=seed, stratify=stratify
+        stratify = (
+            y_fit if np.bincount(y_fit).min(initial=0) >= 2 and len(np.unique(y_fit)) > 1 else None
+        )
+        x_fit, x_val, y_fit, y_val = train_test_split(
+            x_fit, y_fit, test_size=validation_split, random_state=seed, stratify=stratify
         )
     else:
         try:
@@ -213,7 +246,7 @@ def train(
             ) from None
         x_val, y_val = check_data(model, x_val, y_val, name="x_val")
 
-    weights = _class_weights(class_weight, y, model.output_shape[-1])
+    weights = _class_weights(class_weight, y_fit, model.output_shape[-1])
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"Expected schedule 'cosine' or 'constant'. Received: {schedule!r}")
     if not learning_rate > 0:
@@ -221,7 +254,7 @@ def train(
     if not model.compiled:
         compile_augmentation_on_jax(model)  # a loaded fer_cnn: jitted on JAX too
         if schedule == "cosine":
-            steps = epochs * int(np.ceil(len(x) / batch_size))
+            steps = epochs * int(np.ceil(len(x_fit) / batch_size))
             warmup = max(1, steps // 10)
             rate = keras.optimizers.schedules.CosineDecay(
                 0.0, max(1, steps - warmup), warmup_target=learning_rate, warmup_steps=warmup
@@ -242,8 +275,8 @@ def train(
     if checkpoint is not None:
         cbs.append(BestModelCheckpoint(checkpoint))
     return model.fit(
-        x,
-        y,
+        x_fit,
+        y_fit,
         validation_data=(x_val, y_val),
         epochs=epochs,
         batch_size=batch_size,
@@ -267,7 +300,9 @@ def _class_weights(class_weight, y, num_classes):
     return weights
 
 
-def per_class_accuracy(model: keras.Model, x, y, batch_size: int = 256) -> np.ndarray:
+def per_class_accuracy(
+    model: keras.Model, x: ArrayLike, y: ArrayLike, batch_size: int = 256
+) -> np.ndarray:
     """Accuracy (recall) of each class on a labelled set.
 
     Returns:
@@ -282,7 +317,9 @@ def per_class_accuracy(model: keras.Model, x, y, batch_size: int = 256) -> np.nd
         return np.where(total > 0, right / total, np.nan)
 
 
-def accuracy_table(per_class: np.ndarray, counts: np.ndarray, class_names, overall: float) -> str:
+def accuracy_table(
+    per_class: np.ndarray, counts: np.ndarray, class_names: Sequence[str], overall: float
+) -> str:
     """Formats per-class accuracies as a plain-text table."""
     width = max(len(str(c)) for c in class_names) + 2
     lines = [f"{'class':<{width}}{'n':>6}  accuracy"]
@@ -293,7 +330,9 @@ def accuracy_table(per_class: np.ndarray, counts: np.ndarray, class_names, overa
     return "\n".join(lines)
 
 
-def summarize(model, x, y, class_names=None) -> dict:
+def summarize(
+    model: keras.Model, x: ArrayLike, y: ArrayLike, class_names: Iterable[str] | None = None
+) -> dict[str, Any]:
     """Held-out accuracy per class, as a JSON-ready dict with a text table.
 
     Args:
@@ -311,6 +350,7 @@ def summarize(model, x, y, class_names=None) -> dict:
     per_class = per_class_accuracy(model, x, y)
     counts = np.bincount(y, minlength=model.output_shape[-1])
     overall = float(np.nansum(per_class * counts) / counts.sum())
+    names: Sequence[str]
     if class_names is not None:
         names = [str(c) for c in class_names]
     else:

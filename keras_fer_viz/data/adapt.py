@@ -16,8 +16,10 @@ Keras is imported only when an image must be resized.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["PIXEL_RANGE", "adapt_images", "adapt_masks", "describe_range"]
 
@@ -29,7 +31,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _CHUNK_VALUES = 1 << 24
 
 
-def _model_shape(input_shape) -> tuple:
+def _model_shape(input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
     """(H, W, C) from a model's input shape, with or without the batch axis."""
     try:
         shape = tuple(input_shape)
@@ -51,7 +53,7 @@ def _model_shape(input_shape) -> tuple:
     return shape
 
 
-def _check_range(input_range) -> tuple[float, float]:
+def _check_range(input_range: Sequence[float]) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in input_range)
     except (TypeError, ValueError):
@@ -71,13 +73,13 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def describe_range(input_range) -> str:
+def describe_range(input_range: Sequence[float]) -> str:
     """``"[-1, 1]"`` for ``(-1.0, 1.0)``: a value range as the report writes it."""
     low, high = _check_range(input_range)
     return f"[{_number(low)}, {_number(high)}]"
 
 
-def _resize(images: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:
+def _resize(images: np.ndarray, size: tuple[int, ...], interpolation: str) -> np.ndarray:
     """Batched resize through keras.ops, chunked so that no call holds too much."""
     import keras
 
@@ -97,7 +99,11 @@ def _resize(images: np.ndarray, size: tuple[int, int], interpolation: str) -> np
     return out
 
 
-def adapt_images(images, input_shape, input_range=PIXEL_RANGE):
+def adapt_images(
+    images: ArrayLike,
+    input_shape: Sequence[int | None],
+    input_range: Sequence[float] = PIXEL_RANGE,
+) -> tuple[np.ndarray, list[str]]:
     """Converts images of 0-255 pixels to a model's input size, channels and range.
 
     Use it to feed one data set to models that take other image sizes,
@@ -191,7 +197,7 @@ def adapt_images(images, input_shape, input_range=PIXEL_RANGE):
     return x, steps
 
 
-def adapt_masks(masks, input_shape) -> np.ndarray:
+def adapt_masks(masks: ArrayLike, input_shape: Sequence[int | None]) -> np.ndarray:
     """Resizes (N, H, W) bool masks (e.g. ground-truth evidence) to a model's (H, W).
 
     The nearest pixel is taken, so a mask stays a mask; masks already at the

@@ -17,6 +17,7 @@ import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 import numpy as np
 
@@ -35,7 +36,11 @@ _NEWLINE, _COMMA, _SPACE = 10, 44, 32
 _SEPARATORS = (ord("\t"), ord("\r"), ord('"'))  # allowed between pixels, besides spaces
 
 
-def load_fer2013(path, usage: str | None = None, errors: str = "raise"):
+def load_fer2013(
+    path: str | os.PathLike[str],
+    usage: Literal["Training", "PublicTest", "PrivateTest"] | None = None,
+    errors: Literal["raise", "skip"] = "raise",
+) -> tuple[np.ndarray, np.ndarray]:
     """Loads the FER2013 CSV file as images and labels.
 
     Reads the Kaggle file ``fer2013.csv`` (header ``emotion,pixels,Usage``)
@@ -75,7 +80,11 @@ def load_fer2013(path, usage: str | None = None, errors: str = "raise"):
     return images, labels
 
 
-def load_fer2013_usage(path, errors: str = "raise", usage: str | None = None):
+def load_fer2013_usage(
+    path: str | os.PathLike[str],
+    errors: Literal["raise", "skip"] = "raise",
+    usage: Literal["Training", "PublicTest", "PrivateTest"] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Like `load_fer2013`, also returning each row's Usage.
 
     Returns:
@@ -188,7 +197,7 @@ def load_fer2013_usage(path, errors: str = "raise", usage: str | None = None):
     x = pixels[good].reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
     y = labels[good]
     u = usages[good].astype(str) if has_usage else None
-    if usage is not None:
+    if usage is not None and u is not None:  # u is None only without a Usage column
         pick = u == usage
         if not pick.any():
             raise ValueError(
@@ -202,8 +211,9 @@ def load_fer2013_usage(path, errors: str = "raise", usage: str | None = None):
 class _Problems:
     """The first problem found in each row."""
 
-    def __init__(self, n: int):
-        self._n, self._by_row = n, {}
+    def __init__(self, n: int) -> None:
+        self._n = n
+        self._by_row: dict[int, str] = {}
 
     def add(self, row: int, message: str) -> None:
         self._by_row.setdefault(int(row), message)

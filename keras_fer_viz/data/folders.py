@@ -22,8 +22,10 @@ Neither needs Keras or TensorFlow.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -40,14 +42,14 @@ SPLIT_NAMES = {
 _COLOR_MODES = (None, "grayscale", "rgb")
 
 
-def class_folders(path) -> list[str]:
+def class_folders(path: str | os.PathLike[str]) -> list[str]:
     """The class names of an image folder: its sub-folders' names, sorted (as Keras)."""
     root = Path(path)
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _image_files(folder: Path) -> list[Path]:
-    found = []
+    found: list[Path] = []
     for parent, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(
@@ -58,7 +60,7 @@ def _image_files(folder: Path) -> list[Path]:
     return found
 
 
-def split_folders(path) -> dict | None:
+def split_folders(path: str | os.PathLike[str]) -> dict[str, Path | None] | None:
     """The split folders of `path`, if it holds data split into train/val/test.
 
     Args:
@@ -79,7 +81,7 @@ def split_folders(path) -> dict | None:
     subdirs = class_folders(root)
     if not subdirs:
         return None
-    found = {}
+    found: dict[str, Path] = {}
     for name in subdirs:
         split = next((s for s, names in SPLIT_NAMES.items() if name.lower() in names), None)
         if split is None:
@@ -112,7 +114,12 @@ def _read(file: Path, mode: str, size):
         ) from None
 
 
-def load_image_folder(path, image_size=None, color_mode=None, class_names=None):
+def load_image_folder(
+    path: str | os.PathLike[str],
+    image_size: Sequence[int] | None = None,
+    color_mode: Literal["grayscale", "rgb"] | None = None,
+    class_names: Iterable[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Reads a folder of class folders of images into arrays.
 
     The layout is Keras' (`keras.utils.image_dataset_from_directory`):
@@ -202,7 +209,7 @@ def load_image_folder(path, image_size=None, color_mode=None, class_names=None):
     workers = min(4, os.cpu_count() or 1, len(files))
     with ThreadPoolExecutor(workers) as pool:
         arrays = list(pool.map(lambda f: _read(f, mode, image_size), files))
-    shapes = {}
+    shapes: dict[tuple[int, ...], Path] = {}
     for file, a in zip(files, arrays, strict=True):
         shapes.setdefault(a.shape[:2], file)
     if len(shapes) > 1:

@@ -8,14 +8,18 @@ numpy only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_fer_viz.data.fer2013 import EMOTIONS
 
 __all__ = ["class_index", "pick_faces"]
 
 
-def class_index(name, class_names) -> int:
+def class_index(name: str, class_names: Iterable[str]) -> int:
     """The label of class `name`: its position in `class_names`, matched exactly, else
     ignoring case (an image folder's ``angry/`` is the spec's "Angry").
 
@@ -31,7 +35,13 @@ def class_index(name, class_names) -> int:
     raise ValueError(f"Expected a class name, one of {names}. Received: {name!r}")
 
 
-def pick_faces(y, classes="all", images_per_class=1, seed=0, class_names=EMOTIONS) -> np.ndarray:
+def pick_faces(
+    y: ArrayLike,
+    classes: Literal["all"] | Iterable[str | int] = "all",
+    images_per_class: int = 1,
+    seed: int = 0,
+    class_names: Sequence[str] = EMOTIONS,
+) -> np.ndarray:
     """Indices of `images_per_class` images of each class, in class order, seeded.
 
     Args:

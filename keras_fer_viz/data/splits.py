@@ -11,7 +11,9 @@ needed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -25,7 +27,9 @@ __all__ = ["SYNTHETIC", "load_splits"]
 SYNTHETIC = "synthetic"
 
 
-def _split(x, y, share: float, seed: int, min_count: int):
+def _split(
+    x, y, share: float, seed: int, min_count: int
+) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """Splits `share` of (x, y) off: ``(kept, carved)``.
 
     Stratified by class when every class present has `min_count` images and
@@ -45,14 +49,14 @@ def _split(x, y, share: float, seed: int, min_count: int):
     return (x_a, y_a), (x_b, y_b)
 
 
-def _random_split(x, y, seed: int):
+def _random_split(x, y, seed: int) -> tuple[tuple[Any, Any], tuple[Any, Any], tuple[Any, Any]]:
     """80/10/10 train/validation/test, stratified when every class has enough images."""
     train, rest = _split(x, y, 0.2, seed, min_count=3)
     val, test = _split(*rest, 0.5, seed, min_count=2)
     return train, val, test
 
 
-def _carve(x, y, share: float, seed: int):
+def _carve(x, y, share: float, seed: int) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """Splits `share` of (x, y) off, stratified when it can be: (kept, carved)."""
     return _split(x, y, share, seed, min_count=2)
 
@@ -64,8 +68,9 @@ def _folder_splits(path: Path, seed: int, image_size, color_mode):
         train, val, test = _random_split(x, y, seed)
         how = "random 80/10/10 split"
     else:
-        x, y, names = load_image_folder(found["train"], image_size, color_mode)
-        mode = "grayscale" if x.shape[-1] == 1 else "rgb"
+        train_folder = cast(Path, found["train"])  # split_folders insists on one
+        x, y, names = load_image_folder(train_folder, image_size, color_mode)
+        mode: Literal["grayscale", "rgb"] = "grayscale" if x.shape[-1] == 1 else "rgb"
         read = {}
         for split in ("val", "test"):
             folder = found[split]
@@ -81,11 +86,11 @@ def _folder_splits(path: Path, seed: int, image_size, color_mode):
             read[split] = load_image_folder(folder, size, mode, names)[:2]
         train = (x, y)
         if "test" not in read:
-            train, read["test"] = _carve(*train, 0.1, seed)
+            train, read["test"] = _carve(train[0], train[1], 0.1, seed)
         if "val" not in read:
-            train, read["val"] = _carve(*train, 0.1, seed)
+            train, read["val"] = _carve(train[0], train[1], 0.1, seed)
         val, test = read["val"], read["test"]
-        given = [found[s].name for s in ("train", "val", "test") if found[s] is not None]
+        given = [f.name for f in (found["train"], found["val"], found["test"]) if f is not None]
         how = (
             "/, ".join(given)
             + "/ folders"
@@ -102,8 +107,12 @@ def _folder_splits(path: Path, seed: int, image_size, color_mode):
 
 
 def load_splits(
-    data: str, samples: int = 7000, seed: int = 0, image_size=None, color_mode=None
-) -> dict:
+    data: str,
+    samples: int = 7000,
+    seed: int = 0,
+    image_size: Sequence[int] | None = None,
+    color_mode: Literal["grayscale", "rgb"] | None = None,
+) -> dict[str, Any]:
     """Train, validation and held-out splits of a data source.
 
     Args:

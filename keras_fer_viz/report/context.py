@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_fer_viz.data.fer2013 import EMOTIONS
 from keras_fer_viz.data.pick import class_index, pick_faces
+
+if TYPE_CHECKING:
+    from keras_fer_viz.datasets import DatasetExplanation
+    from keras_fer_viz.report.explorer import Explorer
+    from keras_fer_viz.spec import FigureSpec
 
 __all__ = ["CAM_IMAGES", "ReportContext", "ReportResult", "SkipFigure"]
 
@@ -52,15 +59,15 @@ class ReportContext:
     model: keras.Model
     x: np.ndarray
     y: np.ndarray
-    class_names: tuple = EMOTIONS
-    history: dict | None = None
-    train_data: tuple | None = None
+    class_names: tuple[str, ...] = EMOTIONS
+    history: dict[str, Any] | None = None
+    train_data: tuple[np.ndarray, np.ndarray] | None = None
     cam_model: keras.Model | None = None
-    epoch_maps: dict = field(default_factory=dict)
+    epoch_maps: dict[str, dict[str, Any]] = field(default_factory=dict)
     evidence: np.ndarray | None = None
-    _cache: dict = field(default_factory=dict, repr=False)
+    _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
     #: method -> {metric: value}, filled by the trust entries for the index.
-    trust: dict = field(default_factory=dict)
+    trust: dict[str, dict[str, float]] = field(default_factory=dict)
     output: int | str | None = None
 
     def probabilities(self) -> np.ndarray:
@@ -69,7 +76,9 @@ class ReportContext:
             self._cache["probs"] = self.predict(self.x)
         return self._cache["probs"]
 
-    def dataset_explanation(self, method, model=None, **options):
+    def dataset_explanation(
+        self, method: str, model: keras.Model | None = None, **options: Any
+    ) -> DatasetExplanation:
         """`kfv.explain_dataset` of `method` over all of `x`, `y` (computed once).
 
         Each image is explained for its true class; the result is cached per
@@ -106,7 +115,7 @@ class ReportContext:
             )
         return self._cache[key]
 
-    def predict(self, images) -> np.ndarray:
+    def predict(self, images: ArrayLike) -> np.ndarray:
         """The explained output's probabilities, in memory-bounded compiled batches."""
         from keras_fer_viz import _gradients
 
@@ -119,16 +128,16 @@ class ReportResult:
 
     out_dir: Path
     index: Path
-    figures: dict  # id -> Path of the PNG
-    failed: dict  # id -> message
-    skipped: dict  # id -> reason
+    figures: dict[str, Path]  # id -> Path of the PNG
+    failed: dict[str, str]  # id -> message
+    skipped: dict[str, str]  # id -> reason
     #: what was done to fit the images to the model (`adapt_images`' steps)
-    adapted: list = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
     #: the page's explorer (`keras_fer_viz.report.explorer.Explorer`), or None
-    explorer: object = None
+    explorer: Explorer | None = None
 
 
-def face_index(entry, ctx) -> np.ndarray:
+def face_index(entry: FigureSpec, ctx: ReportContext) -> np.ndarray:
     """Indices of the faces an entry explains (its classes, images_per_class, seed)."""
     return pick_faces(
         ctx.y,
@@ -139,14 +148,18 @@ def face_index(entry, ctx) -> np.ndarray:
     )
 
 
-def faces(entry, ctx):
+def faces(
+    entry: FigureSpec, ctx: ReportContext
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """An entry's faces: ``(index, images, labels, predicted classes, confidences)``."""
     index = face_index(entry, ctx)
     probs = ctx.probabilities()[index]
     return index, ctx.x[index], ctx.y[index], probs.argmax(axis=1), probs.max(axis=1)
 
 
-def face_of_class(entry, ctx, default=None):
+def face_of_class(
+    entry: FigureSpec, ctx: ReportContext, default: str | None = None
+) -> tuple[int, str, str | None]:
     """One image of the entry's ``face_class`` (or `default`), with its class name.
 
     When the data have no such class (an image folder of other classes) or

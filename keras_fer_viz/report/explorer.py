@@ -27,15 +27,23 @@ from __future__ import annotations
 
 import html
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_fer_viz import _io
 from keras_fer_viz.figures import blank_maps
 from keras_fer_viz.registry import EXPLAINERS
+
+if TYPE_CHECKING:
+    from keras_fer_viz.report.context import ReportContext
+    from keras_fer_viz.spec import FigureSpec
 
 __all__ = [
     "FACES_PER_CELL",
@@ -68,12 +76,12 @@ class Sprite:
     ``(height, width)`` and the number of `columns`."""
 
     file: str
-    tile: tuple
+    tile: tuple[int, int]
     columns: int
     count: int
     size: int  # bytes on disk
 
-    def offset(self, k) -> tuple[int, int]:
+    def offset(self, k: int) -> tuple[int, int]:
         """The pixel offset ``(x, y)`` of tile `k` in the PNG."""
         return (k % self.columns) * self.tile[1], (k // self.columns) * self.tile[0]
 
@@ -91,7 +99,7 @@ class EpochMaps:
 
     maps: Sprite
     faces: Sprite | None
-    epochs: list
+    epochs: list[int]
     labels: np.ndarray | None
     count: int
 
@@ -100,29 +108,29 @@ class EpochMaps:
 class Explorer:
     """What the explorer shows (see the module docstring)."""
 
-    class_names: tuple
+    class_names: tuple[str, ...]
     counts: np.ndarray  # (C, C) the confusion matrix
-    cells: dict  # (i, j) -> positions in `index` of the cell's faces shown
+    cells: dict[tuple[int, int], list[int]]  # (i, j) -> positions in `index` of its faces shown
     index: np.ndarray  # (K,) the faces shown, as indices of the held-out data
     labels: np.ndarray  # (K,)
     probabilities: np.ndarray  # (K, C)
     faces: Sprite | None = None
-    maps: dict = field(default_factory=dict)  # method -> Sprite of its K maps
-    blank: dict = field(default_factory=dict)  # method -> (K,) bool
-    failed: dict = field(default_factory=dict)  # method -> why it has no maps
+    maps: dict[str, Sprite] = field(default_factory=dict)  # method -> Sprite of its K maps
+    blank: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (K,) bool
+    failed: dict[str, str] = field(default_factory=dict)  # method -> why it has no maps
     #: method -> (Sprite, blank): tiles 0..C-1 the class means, then C + i*C + j the cells
-    means: dict = field(default_factory=dict)
+    means: dict[str, tuple[Sprite, np.ndarray]] = field(default_factory=dict)
     #: callback name -> `EpochMaps`
-    epochs: dict = field(default_factory=dict)
+    epochs: dict[str, EpochMaps] = field(default_factory=dict)
     #: methods whose maps are laid over the face (the CAM family)
-    overlay: dict = field(default_factory=dict)
+    overlay: dict[str, bool] = field(default_factory=dict)
 
     @property
     def predicted(self) -> np.ndarray:
         """The predicted class of each face shown."""
         return self.probabilities.argmax(axis=1)
 
-    def files(self) -> dict:
+    def files(self) -> dict[str, int]:
         """Every image file the page loads -> its size in bytes."""
         sprites = [self.faces, *self.maps.values()]
         sprites += [s for s, _ in self.means.values()]
@@ -130,7 +138,13 @@ class Explorer:
         return {s.file: s.size for s in sprites if s is not None}
 
 
-def cell_faces(y, predicted, num_classes, per_cell=FACES_PER_CELL, seed=0) -> dict:
+def cell_faces(
+    y: ArrayLike,
+    predicted: ArrayLike,
+    num_classes: int,
+    per_cell: int = FACES_PER_CELL,
+    seed: int = 0,
+) -> dict[tuple[int, int], np.ndarray]:
     """Up to `per_cell` faces of each confusion cell: ``{(true, predicted): indices}``.
 
     A seeded sample of each cell, in the data's order; every cell is a key
@@ -178,7 +192,7 @@ def _shrink(tiles) -> np.ndarray:
 
     def resize(plane):  # one (H, W) float plane
         image = Image.fromarray(plane.astype(np.float32))  # mode "F"
-        return np.asarray(image.resize(size, Image.BILINEAR))
+        return np.asarray(image.resize(size, Image.Resampling.BILINEAR))
 
     if tiles.ndim == 3:
         return np.stack([resize(t) for t in tiles])
@@ -252,13 +266,19 @@ def _class_mean_tiles(result, num_classes):
     return tiles.astype(np.float32), blank_maps(tiles), empty
 
 
-def mean_methods(entries) -> list[str]:
+def mean_methods(entries: Sequence[FigureSpec]) -> list[str]:
     """The methods of the spec's class-means figures (Grad-CAM when it has none)."""
     names = [e.get("explainer", "grad_cam") for e in entries if e.method == "class_means"]
     return list(dict.fromkeys(names)) or ["grad_cam"]
 
 
-def build_explorer(ctx, entries, out_dir, per_cell=FACES_PER_CELL, seed=0) -> Explorer:
+def build_explorer(
+    ctx: ReportContext,
+    entries: Sequence[FigureSpec],
+    out_dir: str | os.PathLike[str],
+    per_cell: int = FACES_PER_CELL,
+    seed: int = 0,
+) -> Explorer:
     """Computes the explorer of a report and writes its images (see the module docstring).
 
     Args:
@@ -543,7 +563,7 @@ def _ranking_html(ranking):
     )
 
 
-def explorer_html(ex: Explorer, ranking=()) -> list[str]:
+def explorer_html(ex: Explorer, ranking: Sequence[tuple[str, float, Any]] = ()) -> list[str]:
     """The explorer's part of the page: the clickable confusion matrix, one panel per
     cell with its faces and their maps, and the trust ranking beside them."""
     e = html.escape

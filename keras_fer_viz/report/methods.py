@@ -11,8 +11,17 @@ report and layer unless the report was given one.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from keras_fer_viz.registry import EXPLAINERS, spec_options
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_fer_viz._explainer import Explainer
+    from keras_fer_viz.report.context import ReportContext
+    from keras_fer_viz.spec import FigureSpec
 
 __all__ = [
     "build_explainer",
@@ -23,7 +32,7 @@ __all__ = [
 ]
 
 
-def entry_layer(entry, model):
+def entry_layer(entry: FigureSpec, model: keras.Model) -> keras.layers.Layer | None:
     """The layer an entry names (``layer`` or ``conv_layer``), or None for the default.
 
     Raises:
@@ -45,7 +54,12 @@ def entry_layer(entry, model):
     return None
 
 
-def build_explainer(name, model, options=None, output=None):
+def build_explainer(
+    name: str,
+    model: keras.Model,
+    options: Mapping[str, Any] | None = None,
+    output: str | int | None = None,
+) -> Explainer:
     """``EXPLAINERS[name](model, output=output, **options)``, without a progress bar.
 
     Args:
@@ -61,7 +75,7 @@ def build_explainer(name, model, options=None, output=None):
     return cls(model, output=output, **kwargs)
 
 
-def entry_options(entry, name, model) -> dict:
+def entry_options(entry: FigureSpec, name: str, model: keras.Model) -> dict[str, Any]:
     """The options an entry gives method `name`: the parameters its constructor takes,
     with the entry's ``layer`` or ``conv_layer`` resolved in `model`."""
     allowed = spec_options(EXPLAINERS[name])
@@ -71,12 +85,14 @@ def entry_options(entry, name, model) -> dict:
     return options
 
 
-def entry_explainer(entry, model, output=None):
+def entry_explainer(
+    entry: FigureSpec, model: keras.Model, output: str | int | None = None
+) -> Explainer:
     """The explainer of a map entry: its method with the entry's options and layer."""
     return build_explainer(entry.method, model, entry_options(entry, entry.method, model), output)
 
 
-def cam_model(entry, ctx):
+def cam_model(entry: FigureSpec, ctx: ReportContext) -> keras.Model:
     """The GAP-head model CAM explains: the context's, or one trained on its data (cached)."""
     from keras_fer_viz.cam import gap_head
 

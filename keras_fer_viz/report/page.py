@@ -10,11 +10,19 @@ from __future__ import annotations
 import html
 import io
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import redirect_stdout
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keras_fer_viz.data.adapt import describe_range
 from keras_fer_viz.registry import EXPLAINERS
 from keras_fer_viz.report.trust import TRUST_COLUMNS, trust_ranking
+
+if TYPE_CHECKING:
+    from keras_fer_viz.report.context import ReportContext
+    from keras_fer_viz.report.explorer import Explorer
+    from keras_fer_viz.spec import FigureSpec
 
 __all__ = ["data_html", "index_html", "trust_html"]
 
@@ -39,14 +47,14 @@ def _cells(values, columns) -> str:
     return "".join(f"<td>{values[c]:.3f}</td>" if c in values else "<td>-</td>" for c in columns)
 
 
-def trust_html(ctx, figures=()) -> list[str]:
+def trust_html(ctx: ReportContext, figures: Iterable[Iterable[str]] = ()) -> list[str]:
     """The "How far to trust these maps" section: the trust `figures` (each a list of
     lines), the methods ranked, random for reference."""
-    figures = [line for figure in figures for line in figure]
+    shown = [line for figure in figures for line in figure]
     if not ctx.trust:
-        if not figures:
+        if not shown:
             return []
-        return ['<section id="trust"><h2>How far to trust these maps</h2>', *figures, "</section>"]
+        return ['<section id="trust"><h2>How far to trust these maps</h2>', *shown, "</section>"]
     e = html.escape
     columns = [c for c in TRUST_COLUMNS if any(c in v for v in ctx.trust.values())]
     head = "".join(
@@ -56,7 +64,7 @@ def trust_html(ctx, figures=()) -> list[str]:
     )
     lines = [
         '<section id="trust"><h2>How far to trust these maps</h2>',
-        *figures,
+        *shown,
         _TRUST_INTRO,
         f"<table><tr><th>rank</th><th>method</th>{head}</tr>",
     ]
@@ -77,7 +85,9 @@ def trust_html(ctx, figures=()) -> list[str]:
     return lines
 
 
-def data_html(ctx, steps, input_range, source) -> list[str]:
+def data_html(
+    ctx: ReportContext, steps: Sequence[str], input_range: Sequence[float], source: str | None
+) -> list[str]:
     """The "Data" section: where the images come from and what was done to them."""
     from keras_fer_viz.layers import input_shape
 
@@ -165,7 +175,15 @@ def _section_of(entry) -> str:
 
 
 def index_html(
-    title, entries, written, failed, skipped, ctx, data=(), explorer=None, explorer_failed=None
+    title: str,
+    entries: Sequence[FigureSpec],
+    written: Mapping[str, Path],
+    failed: Mapping[str, str],
+    skipped: Mapping[str, str],
+    ctx: ReportContext,
+    data: Iterable[str] = (),
+    explorer: Explorer | None = None,
+    explorer_failed: str | None = None,
 ) -> str:
     """The whole page: `data` (`data_html`) and the accuracy, then the study's four
     questions as sections (each entry's figure or why not; the explorer in Q3, the
@@ -175,7 +193,7 @@ def index_html(
 
     e = html.escape
     ranking = trust_ranking(ctx.trust) if ctx.trust else []
-    by_section = {}
+    by_section: dict[str, list[FigureSpec]] = {}
     for entry in entries:
         by_section.setdefault(_section_of(entry), []).append(entry)
     nav = [f'<a href="#q{k}">Q{k}</a>' for k in QUESTIONS]

@@ -12,6 +12,8 @@ new method needs nothing here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 
 from keras_fer_viz import figures
@@ -27,10 +29,17 @@ from keras_fer_viz.report.methods import (
 )
 from keras_fer_viz.spec import FigureSpec
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from keras_fer_viz.datasets import DatasetExplanation
+    from keras_fer_viz.lime import Lime
+    from keras_fer_viz.report.context import ReportContext
+
 __all__ = ["class_means_result", "render_figure"]
 
 
-def render_figure(entry: FigureSpec, ctx):
+def render_figure(entry: FigureSpec, ctx: ReportContext) -> Figure:
     """Computes and draws one spec entry.
 
     Args:
@@ -91,7 +100,8 @@ def _cam_figure(entry, ctx):
 def _lime_figure(entry, ctx):
     """LIME: the superpixels for and against each face's class."""
     _, images, labels, predicted, confidence = faces(entry, ctx)
-    results = entry_explainer(entry, ctx.model, ctx.output).explanations(images, target=labels)
+    lime = cast("Lime", entry_explainer(entry, ctx.model, ctx.output))  # the entry's method
+    results = lime.explanations(images, target=labels)
     return figures.lime_grid(
         images,
         [r.segments for r in results],
@@ -199,7 +209,9 @@ def _epochs_figure(entry, ctx):
     )
 
 
-def class_means_result(entry, ctx, name=None):
+def class_means_result(
+    entry: FigureSpec | None, ctx: ReportContext, name: str | None = None
+) -> DatasetExplanation:
     """`explain_dataset` of a class-means entry's method over all the held-out images
     (each explained for its true class), cached in the context for the explorer.
 

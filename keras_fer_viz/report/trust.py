@@ -17,12 +17,21 @@ method but LIME, whose thousand model calls per face make it the slow one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from keras_fer_viz import figures
 from keras_fer_viz.registry import EXPLAINERS, spec_options
 from keras_fer_viz.report.context import SkipFigure, face_index, face_of_class
 from keras_fer_viz.report.methods import build_explainer, cam_model
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from keras_fer_viz.report.context import ReportContext
+    from keras_fer_viz.spec import FigureSpec
 
 __all__ = [
     "TRUST_COLUMNS",
@@ -46,7 +55,7 @@ TRUST_COLUMNS = {
 }
 
 
-def trust_methods(entry) -> list[str]:
+def trust_methods(entry: FigureSpec) -> list[str]:
     """The methods a trust entry compares: its ``methods``, ``"all"`` registered
     ones, or by default every registered method but the slow ones (LIME)."""
     methods = entry.get("methods")
@@ -88,7 +97,7 @@ def _maps(name, entry, ctx, index):
     return ctx._cache[key]
 
 
-def deletion_insertion_figure(entry, ctx):
+def deletion_insertion_figure(entry: FigureSpec, ctx: ReportContext) -> Figure:
     """Deletion and insertion curves of each method, with the random order's."""
     from keras_fer_viz import metrics
 
@@ -114,7 +123,7 @@ def deletion_insertion_figure(entry, ctx):
     return figures.trust_curves(deletion, insertion, title=entry.title)
 
 
-def randomization_figure(entry, ctx):
+def randomization_figure(entry: FigureSpec, ctx: ReportContext) -> Figure:
     """Each method's maps as the model's layers are re-initialised from the top."""
     from keras_fer_viz import metrics
 
@@ -141,7 +150,7 @@ def randomization_figure(entry, ctx):
     return figures.randomization_grid(x[0], results, title=entry.title)
 
 
-def evidence_figure(entry, ctx):
+def evidence_figure(entry: FigureSpec, ctx: ReportContext) -> Figure:
     """Pointing game and evidence mass of each method against the known evidence."""
     from keras_fer_viz import metrics
 
@@ -156,7 +165,9 @@ def evidence_figure(entry, ctx):
     return figures.evidence_bars(scores, title=entry.title)
 
 
-def trust_ranking(trust: dict) -> list[tuple[str, float, dict]]:
+def trust_ranking(
+    trust: Mapping[str, Mapping[str, float]],
+) -> list[tuple[str, float, Mapping[str, float]]]:
     """Methods ranked by their mean rank over the trust metrics they have.
 
     Args:
@@ -172,7 +183,7 @@ def trust_ranking(trust: dict) -> list[tuple[str, float, dict]]:
     [('b', 1.0, {'deletion': 0.1}), ('a', 2.0, {'deletion': 0.2})]
     """
     methods = [m for m in trust if m != "random"]
-    ranks = {m: [] for m in methods}
+    ranks: dict[str, list[int]] = {m: [] for m in methods}
     for metric, (_, higher) in TRUST_COLUMNS.items():
         have = [m for m in methods if metric in trust[m]]
         ordered = sorted(have, key=lambda m: trust[m][metric], reverse=higher)

@@ -7,10 +7,14 @@ others go on, and nothing is written outside the output folder.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_fer_viz import _io
 from keras_fer_viz.data.adapt import PIXEL_RANGE, adapt_images, adapt_masks
@@ -19,31 +23,31 @@ from keras_fer_viz.report import page
 from keras_fer_viz.report.context import CAM_IMAGES, ReportContext, ReportResult, SkipFigure
 from keras_fer_viz.report.explorer import FACES_PER_CELL, build_explorer
 from keras_fer_viz.report.render import render_figure
-from keras_fer_viz.spec import load_spec
+from keras_fer_viz.spec import FigureSpec, load_spec
 
 __all__ = ["write_report"]
 
 
 def write_report(
-    model,
-    x,
-    y,
-    out_dir,
-    spec=None,
+    model: keras.Model,
+    x: ArrayLike,
+    y: ArrayLike,
+    out_dir: str | os.PathLike[str],
+    spec: str | os.PathLike[str] | list[FigureSpec] | None = None,
     *,
-    history=None,
-    train_data=None,
-    class_names=EMOTIONS,
-    epoch_maps=None,
-    cam_model=None,
-    evidence=None,
-    title="keras-fer-viz report",
-    input_range=PIXEL_RANGE,
-    source=None,
-    output=None,
-    cam_images=CAM_IMAGES,
-    explorer_faces=FACES_PER_CELL,
-    verbose="auto",
+    history: keras.callbacks.History | dict[str, Any] | None = None,
+    train_data: tuple[ArrayLike, ArrayLike] | None = None,
+    class_names: Iterable[str] = EMOTIONS,
+    epoch_maps: Mapping[str, dict[str, Any]] | None = None,
+    cam_model: keras.Model | None = None,
+    evidence: ArrayLike | None = None,
+    title: str = "keras-fer-viz report",
+    input_range: Sequence[float] = PIXEL_RANGE,
+    source: str | None = None,
+    output: str | int | None = None,
+    cam_images: int = CAM_IMAGES,
+    explorer_faces: int = FACES_PER_CELL,
+    verbose: int | Literal["auto"] = "auto",
 ) -> ReportResult:
     """Renders every entry of a figure spec into `out_dir`, with an index.html.
 
@@ -179,7 +183,7 @@ def _render_all(entries, ctx, out_dir, verbose):
     return written, failed, skipped
 
 
-def _sample(x, y, limit):
+def _sample(x: Any, y: ArrayLike, limit: int) -> tuple[Any, np.ndarray]:
     """At most `limit` of (x, y): a stratified sample, seeded, in the original order."""
     y = np.asarray(y)
     if len(y) <= limit:

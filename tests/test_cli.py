@@ -140,7 +140,7 @@ def build_wheel(into: Path) -> Path:
         shutil.copytree(
             REPOSITORY / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
         )
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPOSITORY / name, source / name)
     wheels = into / "wheels"
     proc = subprocess.run(
@@ -193,6 +193,7 @@ def test_demo_from_the_wheel_alone_outside_the_repository(tmp_path):
             f"keras_fer_viz-{keras_fer_viz.__version__}.dist-info/entry_points.txt"
         ).decode()
     assert {"keras_fer_viz/py.typed", "keras_fer_viz/figure_spec/figures.toml"} <= names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert f"Version: {keras_fer_viz.__version__}\n" in metadata
     assert "keras-fer-viz = keras_fer_viz.cli:main" in entry_points
     assert not any(n.startswith(("tests/", "benchmarks/", "docs/")) for n in names)

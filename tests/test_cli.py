@@ -153,18 +153,22 @@ def build_wheel(into: Path) -> Path:
     return wheel
 
 
-def fresh_venv(at: Path) -> Path:
-    """A new virtual environment that sees this one's dependencies, but not this package.
+def venv_with_the_wheel(at: Path, wheel: Path) -> Path:
+    """A new virtual environment holding the wheel, and seeing this one's dependencies.
 
-    Its own site-packages comes first on its path; this environment's
-    site-packages are added after it (a .pth file), so that Keras, TensorFlow
-    and the rest need no download, while keras_fer_viz can only come from
-    what is installed into the new environment.
+    The wheel is installed first (--no-deps), into an environment that sees
+    nothing else, so pip cannot take this environment's keras_fer_viz for it.
+    Then this environment's site-packages are added after the new one's (a
+    .pth file), so that Keras, TensorFlow and the rest need no download, while
+    keras_fer_viz is found in the new environment first.
     """
     import sysconfig
 
     subprocess.run([sys.executable, "-m", "venv", str(at)], check=True)
     python = at / "bin" / "python"
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True
+    )
     purelib = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
@@ -198,10 +202,7 @@ def test_demo_from_the_wheel_alone_outside_the_repository(tmp_path):
     assert "keras-fer-viz = keras_fer_viz.cli:main" in entry_points
     assert not any(n.startswith(("tests/", "benchmarks/", "docs/")) for n in names)
 
-    python = fresh_venv(tmp_path / "venv")
-    subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True
-    )
+    python = venv_with_the_wheel(tmp_path / "venv", wheel)
     # Run from a folder outside the repository, with nothing of it on the path.
     work = tmp_path / "elsewhere"
     work.mkdir()

@@ -1013,11 +1013,20 @@ class TrainingCurvesCallback(FigureCallback):
 
     def reset(self) -> None:
         self.logs: dict[str, list[float]] = {}
+        self.epochs: list[int] = []  # 1-based; a resumed fit starts after initial_epoch
 
-    def compute(self, epoch: int, logs: dict[str, Any] | None = None) -> dict[str, list[float]]:
-        for key, value in (logs or {}).items():
-            self.logs.setdefault(key, []).append(float(value))
-        return {k: list(v) for k, v in self.logs.items()}
+    def compute(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> tuple[list[int], dict[str, list[float]]]:
+        self.epochs.append(epoch + 1)
+        logs = logs or {}
+        # One value per epoch for every key, NaN where an epoch did not log it
+        # (validation_freq > 1), so that each value stays at its epoch.
+        for key in logs.keys() - self.logs.keys():
+            self.logs[key] = [float("nan")] * (len(self.epochs) - 1)
+        for key, values in self.logs.items():
+            values.append(float(logs[key]) if key in logs else float("nan"))
+        return list(self.epochs), {k: list(v) for k, v in self.logs.items()}
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         # Curves need every epoch's logs, drawn or not.
@@ -1026,5 +1035,8 @@ class TrainingCurvesCallback(FigureCallback):
             return
         super().on_epoch_end(epoch, logs)
 
-    def draw(self, logs: dict[str, list[float]], epoch: int) -> Figure:
-        return figures.training_curves(logs, title=f"Training curves after epoch {epoch + 1}")
+    def draw(self, data: tuple[list[int], dict[str, list[float]]], epoch: int) -> Figure:
+        epochs, logs = data
+        return figures.training_curves(
+            logs, title=f"Training curves after epoch {epoch + 1}", epochs=epochs
+        )

@@ -548,7 +548,9 @@ def confusion_matrix(
 
 
 def training_curves(
-    history: keras.callbacks.History | dict[str, Any], title: str = "Training curves"
+    history: keras.callbacks.History | dict[str, Any],
+    title: str = "Training curves",
+    epochs: Sequence[int] | None = None,
 ) -> Figure:
     """Loss and accuracy per epoch, training and validation.
 
@@ -557,6 +559,9 @@ def training_curves(
             (``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``; missing
             ones are left out).
         title: the figure's title. Defaults to `"Training curves"`.
+        epochs: the 1-based epoch number of each logged value, for the x
+            axis; None numbers them from 1. A `fit` resumed with
+            ``initial_epoch=5`` logs epochs 6, 7, ... Defaults to `None`.
 
     Returns:
         A `matplotlib.figure.Figure` with two panels.
@@ -567,6 +572,12 @@ def training_curves(
             "Expected a Keras History or its .history dict with a 'loss' list. Received: "
             f"{type(history).__name__}"
         )
+    x = np.arange(1, len(logs["loss"]) + 1) if epochs is None else np.asarray(epochs)
+    if x.shape != (len(logs["loss"]),):
+        raise ValueError(
+            f"Expected one epoch number per logged value ({len(logs['loss'])}). Received "
+            f"epochs of shape {x.shape}"
+        )
     fig = Figure(figsize=(8, 3.2), dpi=100, layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
@@ -576,7 +587,11 @@ def training_curves(
         ):
             values = logs.get(key)
             if values:
-                ax.plot(np.arange(1, len(values) + 1), values, style, label=name)
+                # A value per epoch; NaN where the key was not logged (validation_freq).
+                y = np.asarray(values, dtype=float)
+                at = x[: len(y)]
+                logged = np.isfinite(y)
+                ax.plot(at[logged], y[logged], style, label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)

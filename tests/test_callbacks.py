@@ -420,6 +420,29 @@ def test_training_curves_figure_plots_every_epochs_logs(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_training_curves_of_a_resumed_fit_start_at_its_epoch_and_skip_unlogged_values(tmp_path):
+    # fit(initial_epoch=4, validation_freq=2): Keras passes epochs 4, 5, 6 (0-based),
+    # validation logged at 1-based epochs 6 only (6 % 2 == 0), not 5 or 7.
+    logs = [
+        {"loss": 1.0, "accuracy": 0.5},
+        {"loss": 0.8, "accuracy": 0.6, "val_loss": 0.9, "val_accuracy": 0.55},
+        {"loss": 0.6, "accuracy": 0.7},
+    ]
+    callback = C.TrainingCurvesCallback(out_dir=tmp_path, every=99)
+    callback.on_train_begin()
+    callback.on_epoch_end(4, logs[0])
+    callback.on_epoch_end(5, logs[1])
+    fig = callback.make_figure(6, logs[2])
+    callback.on_train_end()
+    for ax, key in zip(fig.axes, ("loss", "accuracy"), strict=True):
+        training, validation = ax.lines
+        np.testing.assert_array_equal(training.get_xdata(), [5, 6, 7])
+        np.testing.assert_allclose(training.get_ydata(), [e[key] for e in logs])
+        np.testing.assert_array_equal(validation.get_xdata(), [6])
+        np.testing.assert_allclose(validation.get_ydata(), [logs[1][f"val_{key}"]])
+    assert fig.get_suptitle() == "Training curves after epoch 7"
+
+
 def decoded(png):
     from PIL import Image
 

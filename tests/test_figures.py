@@ -111,6 +111,10 @@ def test_training_curves_from_a_history_dict():
     assert len(loss.lines) == 2 and len(acc.lines) == 1  # no val_accuracy given
     with pytest.raises(ValueError, match="History"):
         figures.training_curves({"accuracy": [1]})
+    fig = figures.training_curves(logs, epochs=[4, 5, 6])  # a resumed fit's epochs
+    np.testing.assert_array_equal(fig.axes[0].lines[1].get_xdata(), [4, 5, 6])
+    with pytest.raises(ValueError, match=r"one epoch number per logged value \(3\)"):
+        figures.training_curves(logs, epochs=[1, 2])
 
 
 def test_epoch_grid_rows_are_epochs():

@@ -84,7 +84,7 @@ class DatasetExplanation:
 
 def explain_dataset(
     method: str | type[Explainer],
-    model: keras.Model | str | Path,
+    model: keras.Model | str | os.PathLike[str],
     data: tuple[ArrayLike, ArrayLike] | Iterable[Any],
     *,
     target: Literal["label", "predicted"] = "label",
@@ -169,7 +169,7 @@ def explain_dataset(
     if unknown:
         raise ValueError(f"Expected options of {name!r} among {accepted}. Received: {unknown}")
     engine = _check_engine(engine, num_workers)
-    path = model if isinstance(model, (str, Path)) else None
+    path = model if isinstance(model, (str, os.PathLike)) else None
     model = _load(model)
     work = _ChunkWork(model, cls, options, batch_size, target)
     num_classes = work.explainer.num_classes
@@ -451,7 +451,7 @@ def _load(model):
 
     if isinstance(model, keras.Model):
         return model
-    if isinstance(model, (str, Path)):
+    if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.is_file():
             raise ValueError(

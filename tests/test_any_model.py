@@ -199,6 +199,8 @@ def test_mobilenet_v3_default_layer_gives_real_maps():
     assert (maps.max(axis=(1, 2)) > maps.min(axis=(1, 2))).all()
 
 
+# Keras' automatic layer names (backend-neutral code): checked once.
+@pytest.mark.backend_independent
 def test_op_names_never_collide_with_the_models_in_a_fresh_process(tmp_path):
     """A model whose layers hold Keras' automatic names, loaded first thing in a process."""
     path = tmp_path / "residual.keras"
@@ -303,6 +305,9 @@ def test_callbacks_explain_the_chosen_output():
         refused.make_figure(0)
 
 
+# Every method on the two-output model runs on each backend in the conformance zoo;
+# this checks that the report passes `output` everywhere.
+@pytest.mark.backend_independent
 def test_report_explains_the_chosen_output_of_a_two_output_model(tmp_path):
     from keras_fer_viz.cli import main
     from keras_fer_viz.spec import load_spec

@@ -239,6 +239,13 @@ def test_a_model_given_by_its_path(fixture_model, faces, tmp_path):
     given = explain_dataset("saliency", fixture_model, (x, y))
     np.testing.assert_array_equal(from_path.class_means, given.class_means)
 
+    class Located:  # any os.PathLike, not only pathlib's
+        def __fspath__(self):
+            return str(path)
+
+    from_path_like = explain_dataset("saliency", Located(), (x, y))
+    np.testing.assert_array_equal(from_path_like.class_means, given.class_means)
+
 
 def test_bad_arguments_say_what_was_expected(fixture_model, faces, tmp_path):
     x, y = faces.images[:6], faces.labels[:6]

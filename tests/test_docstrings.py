@@ -13,6 +13,9 @@ MODULES = sorted(
 )
 
 
+# The examples show calls and their shapes and names; the values behind them are
+# compared across backends in test_backends.py.
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     module = importlib.import_module(name)

@@ -57,13 +57,19 @@ def test_separate_softmax_layer_explains_the_same_logits(method):
 
 @pytest.fixture(scope="module")
 def transfer():
+    """MobileNetV2 (no top) inside a Sequential, with a new head.
+
+    Small (alpha 0.35, 64x64: its last conv layer still has 1,280 channels)
+    and not calibrated like the zoo's nested_sequential: a forward pass in
+    training mode runs op by op, which costs JAX tens of seconds.
+    """
     keras.utils.set_random_seed(0)
     backbone = keras.applications.MobileNetV2(
-        input_shape=(96, 96, 3), weights=None, include_top=False
+        input_shape=(64, 64, 3), alpha=0.35, weights=None, include_top=False
     )
     return keras.Sequential(
         [
-            keras.Input((96, 96, 3)),
+            keras.Input((64, 64, 3)),
             backbone,
             keras.layers.GlobalAveragePooling2D(),
             keras.layers.Dense(7, activation="softmax"),
@@ -72,17 +78,24 @@ def transfer():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    keras.backend.backend() == "tensorflow",
+    reason="on TensorFlow the conformance zoo runs every method on this model (nested_sequential)",
+)
 @pytest.mark.parametrize("method", METHODS, ids=NAMES)
 def test_nested_mobilenet_backbone(method, transfer):
-    x = np.random.default_rng(1).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
     maps = method(transfer).explain(x, target=[0, 3])
-    assert maps.shape == (2, 96, 96) and np.isfinite(maps).all()
-    assert maps.min() >= 0 and np.allclose(maps.max((1, 2)), 1)
+    assert maps.shape == (2, 64, 64) and np.isfinite(maps).all() and maps.min() >= 0
+    # Each map peaks at 1, or is blank (the Grad-CAM family's ReLU'd sum can be
+    # negative everywhere on random weights); not both.
+    peaks = maps.max((1, 2))
+    assert np.all(np.isclose(peaks, 1) | (peaks == 0)) and np.isclose(peaks, 1).any(), peaks
 
 
 def test_nested_grad_cam_uses_the_backbone_output(transfer):
     cam = kfv.GradCAM(transfer)
-    assert cam.layer.name == "out_relu" and cam.layer_shape == (None, 3, 3, 1280)
+    assert cam.layer.name == "out_relu" and cam.layer_shape == (None, 2, 2, 1280)
 
 
 def test_the_callers_model_is_not_modified(reference, faces):
@@ -161,16 +174,17 @@ def test_any_sequence_of_batch_sizes_costs_few_compiles_and_the_same_maps(
     """Batch sizes up to 20: at most log2(20) + 1 compiles per function on JAX.
 
     Grad-CAM takes every size from 1 to 20; the methods that expand each
-    image into many model inputs (slow per call) one size per padded size
-    and a few between.
+    image into many model inputs (slow per call) sizes that pad to 1, 4, 8,
+    16 and 32, and 7, which must reuse the program of 5 (both padded to 8).
     """
     x = kfv.synthetic_faces(20, seed=4).images
     explainer = zoo.explainer(name, reference, (48, 48, 1))
-    sizes = range(1, 21) if name == "grad_cam" else (1, 2, 3, 5, 8, 13, 20, 7)
+    sizes = range(1, 21) if name == "grad_cam" else (1, 3, 5, 13, 20, 7)
     maps = {n: explainer.explain(x[:n], target=3) for n in sizes}
     compiled = [f for f in vars(explainer).values() if hasattr(f, "trace_count")]
     assert compiled
-    assert max(f.trace_count() for f in compiled) <= 6  # 1, 2, 4, ..., 32
+    padded = 6 if name == "grad_cam" else 5  # 1, 2, 4, ..., 32; or without 2
+    assert max(f.trace_count() for f in compiled) <= padded
     # The same maps as without padding (one compile per size on JAX).
     monkeypatch.setattr(_gradients, "PAD_JAX_BATCHES", False)
     plain = zoo.explainer(name, reference, (48, 48, 1))

@@ -77,6 +77,11 @@ def _figure_test(entry):
         return render_figure(entry, report_context)
 
     test.__name__ = test.__qualname__ = f"test_figure_{entry.id}"
+    if entry.method in TRUST_KINDS:
+        # The trust figures are drawn from every method's maps and the deletion,
+        # insertion and randomisation curves, which test_backends.py compares
+        # across backends number by number; their baselines are checked once.
+        test = pytest.mark.backend_independent(test)
     test.__doc__ = (
         f"Spec figure {entry.id!r} ({entry.method}) matches baseline_images/{entry.id}.png."
     )
@@ -454,6 +459,8 @@ def _titles(fig):
     return "\n".join(texts)
 
 
+# Class names and counts in the figures: drawing only.
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("k", [2, 5, 10])
 def test_every_figure_draws_with_k_classes_named_as_given(k):
     from keras_fer_viz.models import fer_cnn
@@ -572,6 +579,9 @@ def tiny_context_data():
     return model, x, np.arange(9) % 3
 
 
+# Every method's maps are compared across backends in test_backends.py; this checks
+# how an entry's parameters reach the method and how its maps are drawn.
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("method", list(kfv.EXPLAINERS))
 def test_an_entry_of_every_registered_method_renders_its_maps(method, tiny_context_data):
     cls = kfv.EXPLAINERS[method]

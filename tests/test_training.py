@@ -148,6 +148,7 @@ def test_cosine_schedule_warms_up_and_ends_at_zero():
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # at the end
 
 
+@pytest.mark.backend_independent  # the learning-rate schedule: Keras' own, the same everywhere
 def test_constant_schedule_and_bad_schedule():
     faces = synthetic_faces(70, seed=0)
     model = fer_cnn(width=0.125)

@@ -80,7 +80,7 @@ def transfer():
 @pytest.mark.slow
 @pytest.mark.skipif(
     keras.backend.backend() == "tensorflow",
-    reason="on TensorFlow the conformance zoo runs every method on this model (nested_sequential)",
+    reason="on TensorFlow the zoo's nested_sequential (the same backbone) runs every method",
 )
 @pytest.mark.parametrize("method", METHODS, ids=NAMES)
 def test_nested_mobilenet_backbone(method, transfer):

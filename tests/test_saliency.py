@@ -133,20 +133,20 @@ def test_integrated_gradients_are_complete(smooth, seed, target, base):
 # One set of explainers for every example, as a user keeps one explainer for
 # many calls: each example is then a new batch through compiled functions, not
 # a new trace.
-_REUSED = {}
+@pytest.fixture(scope="module")
+def smooth_explainers(smooth):
+    return (
+        Saliency(smooth),
+        SmoothGrad(smooth, samples=4),
+        IntegratedGradients(smooth, steps=8),
+        GradientXInput(smooth),
+    )
 
 
 @given(seed=st.integers(0, 2**16), n=st.integers(1, 6), per_call=st.integers(1, 4))
-def test_maps_are_bounded_finite_and_batch_independent(smooth, seed, n, per_call):
+def test_maps_are_bounded_finite_and_batch_independent(smooth_explainers, seed, n, per_call):
     x = images(seed, n=n, shape=(8, 8, 1), scale=30.0)
-    if id(smooth) not in _REUSED:
-        _REUSED[id(smooth)] = (
-            Saliency(smooth),
-            SmoothGrad(smooth, samples=4),
-            IntegratedGradients(smooth, steps=8),
-            GradientXInput(smooth),
-        )
-    for explainer in _REUSED[id(smooth)]:
+    for explainer in smooth_explainers:
         maps = explainer.explain(x)
         assert maps.shape == (n, 8, 8) and maps.dtype == np.float32
         assert np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0
